@@ -1,0 +1,115 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// errZoned marks keys with an IPv6 zone ("fe80::1%eth0"). Zones only make
+// sense on one host's links, so they are not supported; the snapshot loader
+// skips such keys with a warning instead of failing.
+var errZoned = errors.New("zone-scoped addresses are not supported")
+
+// FormatPrefix returns the canonical text of an entry key, as the original
+// service wrote it: a bare address for single hosts (/32, /128), otherwise
+// "network/bits". IPv6 is compressed and lower-case (RFC 5952).
+func FormatPrefix(p netip.Prefix) string {
+	return string(appendPrefix(nil, p))
+}
+
+func appendPrefix(dst []byte, p netip.Prefix) []byte {
+	if p.IsValid() && p.IsSingleIP() {
+		return p.Addr().AppendTo(dst)
+	}
+	return p.AppendTo(dst)
+}
+
+// ParseEntryKey parses a whitelist key as written by the original service
+// and returns it in canonical form ([CanonicalPrefix] holds for the result).
+// It accepts an address ("203.0.113.7", "2001:db8::1") or "address/bits";
+// host bits are masked off ("192.168.1.77/24" is 192.168.1.0/24), and
+// IPv4-mapped IPv6 keys are converted to IPv4 ("::ffff:1.2.3.0/120" is
+// 1.2.3.0/24; mapped prefixes shorter than /96 are rejected). Zone-scoped
+// addresses are rejected.
+func ParseEntryKey(s string) (netip.Prefix, error) {
+	addrText, _, hasBits := strings.Cut(s, "/")
+	if strings.Contains(addrText, "%") {
+		return netip.Prefix{}, fmt.Errorf("%q: %w", s, errZoned)
+	}
+	var p netip.Prefix
+	if hasBits {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q: IPv4-mapped prefix shorter than /96 has no IPv4 equivalent", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+// CanonicalPrefix reports whether p is a valid entry key in canonical form:
+// host bits cleared, not IPv4-mapped IPv6 and without zone. Grant and Revoke
+// accept only such prefixes; ParseEntryKey always returns one.
+func CanonicalPrefix(p netip.Prefix) error {
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("%w: invalid prefix %v", ErrInvalid, p)
+	case p.Addr().Is4In6():
+		return fmt.Errorf("%w: %v is IPv4-mapped IPv6; use the IPv4 form", ErrInvalid, p)
+	case p.Addr().Zone() != "":
+		return fmt.Errorf("%w: %v has an IPv6 zone", ErrInvalid, p)
+	case p != p.Masked():
+		return fmt.Errorf("%w: %v has host bits set; use %v", ErrInvalid, p, p.Masked())
+	}
+	return nil
+}
+
+// entryKey is the compact, comparable identity of an entry used by the
+// writer side (heap, batch overlay). It holds no pointers, unlike
+// netip.Prefix, so a million of them cost the garbage collector nothing.
+type entryKey struct {
+	hi, lo uint64 // address bits; IPv4 uses the low 32 bits of lo
+	bits   uint8
+	v6     bool
+}
+
+func keyOf(p netip.Prefix) entryKey {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		return entryKey{lo: uint64(binary.BigEndian.Uint32(b[:])), bits: uint8(p.Bits())}
+	}
+	b := a.As16()
+	return entryKey{
+		hi:   binary.BigEndian.Uint64(b[:8]),
+		lo:   binary.BigEndian.Uint64(b[8:]),
+		bits: uint8(p.Bits()),
+		v6:   true,
+	}
+}
+
+func (k entryKey) prefix() netip.Prefix {
+	if !k.v6 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(k.lo))
+		return netip.PrefixFrom(netip.AddrFrom4(b), int(k.bits))
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], k.hi)
+	binary.BigEndian.PutUint64(b[8:], k.lo)
+	return netip.PrefixFrom(netip.AddrFrom16(b), int(k.bits))
+}

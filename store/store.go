@@ -1,0 +1,388 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Entry is one whitelisted address or network.
+type Entry struct {
+	// Prefix is canonical: masked, never IPv4-mapped IPv6, never zoned;
+	// single hosts are /32 or /128.
+	Prefix netip.Prefix
+	// Expires is a unix time in seconds; the entry authorizes while
+	// now < Expires.
+	Expires int64
+}
+
+// Options configure Open.
+type Options struct {
+	Path            string           // whitelist snapshot file (JSON); required
+	MaxEntries      int              // > 0
+	CleanupInterval time.Duration    // > 0; period of the background sweep of expired entries
+	Now             func() time.Time // nil means time.Now
+	Logger          *zap.Logger      // nil means no logging
+}
+
+// GrantResult describes the effect of a Grant.
+type GrantResult struct {
+	Entry Entry
+	// Previous is the prefix's previous expiry if it was present (even if
+	// already expired but not yet swept), else 0.
+	Previous int64
+	// Evicted lists entries removed to make room under MaxEntries.
+	Evicted []Entry
+}
+
+var (
+	// ErrLocked is wrapped by Open when another process (or another Open in
+	// this process) holds the whitelist file's lock.
+	ErrLocked = errors.New("store: whitelist file is locked")
+	// ErrClosed is returned by mutating calls after Close.
+	ErrClosed = errors.New("store: closed")
+	// ErrInvalid is wrapped for a non-canonical prefix or an expiry that is
+	// not in the future.
+	ErrInvalid = errors.New("store: invalid entry")
+	// ErrCorrupt is wrapped by Open when the snapshot or a journal cannot be
+	// trusted. The message names the file and the problem; the files are
+	// left untouched for the operator to inspect.
+	ErrCorrupt = errors.New("store: corrupt whitelist data")
+)
+
+// Store is the whitelist. All methods are safe for concurrent use.
+type Store struct {
+	path, journalPath, oldJournalPath, dir string
+
+	log *zap.Logger
+	now func() time.Time
+
+	idx   index
+	count atomic.Int64 // entries in idx, expired-not-swept included
+	subs  subscribers
+
+	maxEntries    atomic.Int64
+	interval      atomic.Int64 // time.Duration
+	limitsChanged chan struct{}
+
+	sendMu        sync.RWMutex // orders sends on reqs against Close closing it
+	reqs          chan *request
+	closed        atomic.Bool
+	closeOnce     sync.Once
+	closeErr      error // set by the committer before committerDone closes
+	stopSweep     chan struct{}
+	sweepDone     chan struct{}
+	committerDone chan struct{}
+	lock          *os.File
+
+	broken atomic.Bool // the journal must be replaced before the next append
+
+	// Test seams.
+	fsyncs  atomic.Int64 // journal fsyncs
+	hooks   atomic.Pointer[faultHooks]
+	crashed atomic.Bool // exit like kill -9: no final compaction
+
+	w writer // owned by the committer goroutine
+}
+
+// faultHooks lets tests inject I/O errors on the journal.
+type faultHooks struct {
+	write    func(f *os.File, b []byte) (int, error)
+	truncate func(f *os.File, size int64) error
+	snapshot func() error // called before a snapshot is written
+}
+
+// Open loads the whitelist at opts.Path (a missing file is an empty
+// whitelist), replays its journals, takes the inter-process lock and starts
+// the committer and the expiry sweeper. A corrupt file makes Open fail with
+// an error wrapping ErrCorrupt; nothing is modified in that case.
+func Open(opts Options) (*Store, error) {
+	switch {
+	case opts.Path == "":
+		return nil, errors.New("store: Options.Path is required")
+	case opts.MaxEntries <= 0:
+		return nil, fmt.Errorf("store: Options.MaxEntries must be positive, got %d", opts.MaxEntries)
+	case opts.CleanupInterval <= 0:
+		return nil, fmt.Errorf("store: Options.CleanupInterval must be positive, got %v", opts.CleanupInterval)
+	}
+	path := filepath.Clean(opts.Path)
+	s := &Store{
+		path:           path,
+		journalPath:    path + ".journal",
+		oldJournalPath: path + ".journal.old",
+		dir:            filepath.Dir(path),
+		log:            opts.Logger,
+		now:            opts.Now,
+		limitsChanged:  make(chan struct{}, 1),
+		reqs:           make(chan *request, 1024),
+		stopSweep:      make(chan struct{}),
+		sweepDone:      make(chan struct{}),
+		committerDone:  make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.log = s.log.With(zap.String("whitelist", path))
+	s.maxEntries.Store(int64(opts.MaxEntries))
+	s.interval.Store(int64(opts.CleanupInterval))
+	s.idx.seed = newIndexSeed()
+	s.w.compactDone = make(chan compactResult, 1)
+	s.w.minCompact = minCompactSize
+	s.w.overlay = make(map[entryKey]overlayState)
+
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: creating directory for %s: %w", path, err)
+	}
+	lock, err := lockFile(path+".lock", path)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	if err := s.load(); err != nil {
+		if s.w.journal != nil {
+			s.w.journal.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	go s.commitLoop()
+	go s.sweepLoop()
+	return s, nil
+}
+
+// Close stops the sweeper, commits everything already submitted, writes a
+// final snapshot (leaving no journals behind), and releases the lock.
+// Mutating calls made after Close return ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stopSweep)
+		<-s.sweepDone
+		s.sendMu.Lock()
+		s.closed.Store(true)
+		close(s.reqs)
+		s.sendMu.Unlock()
+		<-s.committerDone
+		if err := s.lock.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = fmt.Errorf("store: releasing lock: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// Path returns the snapshot file's path.
+func (s *Store) Path() string { return s.path }
+
+// SetLimits changes MaxEntries and the sweep interval, e.g. on a config
+// reload. A new MaxEntries applies to later grants (existing entries above
+// the limit are not removed until grants need room); a new interval restarts
+// the sweep timer. Non-positive values leave the setting unchanged.
+func (s *Store) SetLimits(maxEntries int, cleanupInterval time.Duration) {
+	if maxEntries > 0 {
+		s.maxEntries.Store(int64(maxEntries))
+	}
+	if cleanupInterval > 0 && s.interval.Swap(int64(cleanupInterval)) != int64(cleanupInterval) {
+		select {
+		case s.limitsChanged <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Allowed reports whether an entry covering ip is active at now (unix
+// seconds, now < Expires). It is the hot path: in memory, allocation-free,
+// and its cost depends only on how many distinct prefix lengths are in use,
+// not on the number of entries. An IPv4-mapped IPv6 address is treated as
+// the IPv4 address; invalid and zoned addresses are never allowed.
+func (s *Store) Allowed(ip netip.Addr, now int64) bool {
+	if ip.Is4() {
+		b := ip.As4()
+		_, _, ok := s.idx.best4(binary.BigEndian.Uint32(b[:]), now, true)
+		return ok
+	}
+	if !ip.Is6() || ip.Zone() != "" {
+		return false
+	}
+	if ip.Is4In6() {
+		return s.Allowed(ip.Unmap(), now)
+	}
+	b := ip.As16()
+	_, _, ok := s.idx.best6(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), now, true)
+	return ok
+}
+
+// Match returns the active entry covering ip with the latest expiry, with
+// the same address rules and cost bound as Allowed.
+func (s *Store) Match(ip netip.Addr, now int64) (Entry, bool) {
+	var (
+		exp    int64
+		length int
+		ok     bool
+	)
+	switch {
+	case ip.Zone() != "":
+	case ip.Is4() || ip.Is4In6():
+		ip = ip.Unmap()
+		b := ip.As4()
+		exp, length, ok = s.idx.best4(binary.BigEndian.Uint32(b[:]), now, false)
+	case ip.Is6():
+		b := ip.As16()
+		exp, length, ok = s.idx.best6(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), now, false)
+	}
+	if !ok {
+		return Entry{}, false
+	}
+	p, _ := ip.Prefix(length)
+	return Entry{Prefix: p, Expires: exp}, true
+}
+
+// Entries returns all entries active at now, in no particular order.
+func (s *Store) Entries(now int64) []Entry {
+	out := make([]Entry, 0, s.count.Load())
+	s.idx.each(func(k entryKey, exp int64) {
+		if now < exp {
+			out = append(out, Entry{Prefix: k.prefix(), Expires: exp})
+		}
+	})
+	return out
+}
+
+// Len returns the number of entries held, including expired entries the
+// sweeper has not removed yet.
+func (s *Store) Len() int { return int(s.count.Load()) }
+
+// Grant sets the expiry of p (a canonical prefix, see CanonicalPrefix),
+// adding it if new; the last grant wins even if it shortens the expiry. A
+// new entry beyond MaxEntries first evicts the soonest-expiring other
+// entries; the entry being granted is never evicted. When Grant returns nil
+// the change is on disk (fsynced) and visible to Allowed.
+func (s *Store) Grant(p netip.Prefix, expires int64) (GrantResult, error) {
+	if err := CanonicalPrefix(p); err != nil {
+		return GrantResult{}, err
+	}
+	if now := s.now().Unix(); expires <= now || expires <= 0 {
+		return GrantResult{}, fmt.Errorf("%w: expiry %d is not in the future (now %d)", ErrInvalid, expires, now)
+	}
+	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires}
+	if err := s.submit(r); err != nil {
+		return GrantResult{}, err
+	}
+	return r.result, nil
+}
+
+// Revoke removes p durably and reports whether it was present.
+func (s *Store) Revoke(p netip.Prefix) (bool, error) {
+	if err := CanonicalPrefix(p); err != nil {
+		return false, err
+	}
+	r := &request{kind: reqRevoke, prefix: p, key: keyOf(p)}
+	if err := s.submit(r); err != nil {
+		return false, err
+	}
+	return r.existed, nil
+}
+
+// Sweep durably removes every entry with Expires <= now and returns how many
+// it removed. The background sweeper calls it every CleanupInterval.
+func (s *Store) Sweep() (int, error) {
+	r := &request{kind: reqSweep, now: s.now().Unix()}
+	if err := s.submit(r); err != nil {
+		return 0, err
+	}
+	return r.swept, nil
+}
+
+// Subscribe registers fn to be told about every committed change, in commit
+// order, one Event per change, after the change is visible in memory. fn runs
+// on the committer goroutine: it must return quickly and must not block or
+// call Grant, Revoke, Sweep or Close (that would deadlock); a consumer with
+// real work to do should queue it. cancel unsubscribes; an event being
+// delivered while cancel runs may still reach fn.
+func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
+	return s.subs.add(fn)
+}
+
+// Access modes for syscall.Access.
+const (
+	accessR = 0x4
+	accessW = 0x2
+	accessX = 0x1
+)
+
+// Check reports whether the store can accept writes: it is open, its journal
+// is usable, and the directory (and the snapshot file, if present) allow the
+// needed access. It performs no writes, so it is cheap enough for /ready.
+func (s *Store) Check() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.broken.Load() {
+		return fmt.Errorf("store: journal %s could not be rolled back after a write failure; the next write will try to rewrite the snapshot", s.journalPath)
+	}
+	if err := syscall.Access(s.dir, accessW|accessX); err != nil {
+		return fmt.Errorf("store: directory %s is not writable: %w", s.dir, err)
+	}
+	if err := syscall.Access(s.path, accessR|accessW); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("store: whitelist file %s is not readable and writable: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *Store) submit(r *request) error {
+	r.done = make(chan struct{})
+	s.sendMu.RLock()
+	if s.closed.Load() {
+		s.sendMu.RUnlock()
+		return ErrClosed
+	}
+	s.reqs <- r
+	s.sendMu.RUnlock()
+	<-r.done
+	return r.err
+}
+
+func (s *Store) sweepLoop() {
+	defer close(s.sweepDone)
+	t := time.NewTimer(time.Duration(s.interval.Load()))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSweep:
+			return
+		case <-s.limitsChanged:
+			t.Reset(time.Duration(s.interval.Load()))
+		case <-t.C:
+			if _, err := s.Sweep(); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("sweeping expired whitelist entries failed", zap.Error(err))
+			}
+			t.Reset(time.Duration(s.interval.Load()))
+		}
+	}
+}
+
+// removeStaleTemps deletes temporary snapshot files left by a crash. The
+// lock is held, so no other writer can own them.
+func (s *Store) removeStaleTemps() {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return
+	}
+	prefix := filepath.Base(s.path) + tempSuffix
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			os.Remove(filepath.Join(s.dir, e.Name()))
+		}
+	}
+}
