@@ -1,0 +1,113 @@
+package knocker
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// APIKey is one knock credential.
+type APIKey struct {
+	// Name identifies the key in logs; it is not secret.
+	Name string `json:"name"`
+	// Secret is the key material. Use a placeholder such as {env.NAME} or
+	// {file./path}: it is resolved when the config loads, so the secret
+	// stays out of adapted and autosaved JSON.
+	Secret string `json:"secret"`
+	// MaxTTL caps the lifetime of a grant made with this key. Required.
+	MaxTTL caddy.Duration `json:"max_ttl"`
+	// AllowRemoteWhitelist lets the key whitelist any IP or CIDR, not only
+	// the caller's own address.
+	AllowRemoteWhitelist bool `json:"allow_remote_whitelist,omitempty"`
+}
+
+// placeholderSecrets are substrings of example secrets that have been
+// published; a key containing one is as good as public.
+var placeholderSecrets = []string{"CHANGE_ME", "REPLACE_WITH"}
+
+// minSecretLen is the length below which a secret draws a warning.
+const minSecretLen = 16
+
+// apiKey is a provisioned key: only a digest of the secret is kept, so that
+// comparisons take the same time whatever the presented key's length.
+type apiKey struct {
+	name        string
+	digest      [sha256.Size]byte
+	maxTTL      int64 // seconds
+	allowRemote bool
+}
+
+type keyring []apiKey
+
+// newKeyring resolves and validates keys. Errors name the key, never its secret.
+func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring, []string, error) {
+	if len(keys) == 0 {
+		return nil, nil, fmt.Errorf("keys: at least one key is required (global option: knocker { key <name> <secret> { max_ttl <duration> } })")
+	}
+	var warnings []string
+	ring := make(keyring, 0, len(keys))
+	names := make(map[string]bool, len(keys))
+	secrets := make(map[[sha256.Size]byte]string, len(keys))
+	for i, k := range keys {
+		if k.Name == "" {
+			return nil, nil, fmt.Errorf("keys[%d]: name is required", i)
+		}
+		if names[k.Name] {
+			return nil, nil, fmt.Errorf("key %q: duplicate key name", k.Name)
+		}
+		names[k.Name] = true
+		secret, err := repl.ReplaceOrErr(k.Secret, true, true)
+		if err != nil {
+			return nil, nil, fmt.Errorf("key %q: secret: %v (is the environment variable or file set?)", k.Name, err)
+		}
+		if secret == "" {
+			return nil, nil, fmt.Errorf("key %q: secret is empty", k.Name)
+		}
+		upper := strings.ToUpper(secret)
+		for _, p := range placeholderSecrets {
+			if strings.Contains(upper, p) {
+				return nil, nil, fmt.Errorf("key %q: secret looks like a published placeholder (contains %s); generate a random one, e.g. openssl rand -hex 32", k.Name, p)
+			}
+		}
+		digest := sha256.Sum256([]byte(secret))
+		if other, dup := secrets[digest]; dup {
+			return nil, nil, fmt.Errorf("key %q: same secret as key %q; every key needs its own secret", k.Name, other)
+		}
+		secrets[digest] = k.Name
+		if len(secret) < minSecretLen {
+			warnings = append(warnings, fmt.Sprintf("key %q: secret is shorter than %d characters; a long random secret resists guessing", k.Name, minSecretLen))
+		}
+		ttl := int64(time.Duration(k.MaxTTL) / time.Second)
+		if ttl < 1 {
+			return nil, nil, fmt.Errorf("key %q: max_ttl is required and must be at least 1s (e.g. max_ttl 1h)", k.Name)
+		}
+		ring = append(ring, apiKey{
+			name:        k.Name,
+			digest:      digest,
+			maxTTL:      min(ttl, maxTTL),
+			allowRemote: k.AllowRemoteWhitelist,
+		})
+	}
+	return ring, warnings, nil
+}
+
+// authenticate returns the key matching presented, comparing against every
+// key in constant time so that timing reveals neither which key matched nor
+// how many there are.
+func (ring keyring) authenticate(presented string) *apiKey {
+	if presented == "" {
+		return nil
+	}
+	digest := sha256.Sum256([]byte(presented))
+	var match *apiKey
+	for i := range ring {
+		if subtle.ConstantTimeCompare(digest[:], ring[i].digest[:]) == 1 {
+			match = &ring[i]
+		}
+	}
+	return match
+}

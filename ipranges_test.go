@@ -1,0 +1,74 @@
+package knocker
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestParseGrantTarget(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // want "" = error
+		broad    bool
+	}{
+		{"1.2.3.4", "1.2.3.4/32", false},
+		{"1.2.3.4/32", "1.2.3.4/32", false},
+		{"192.168.1.77/24", "192.168.1.0/24", false},
+		{"10.1.2.3/16", "10.1.0.0/16", false},
+		{"10.0.0.0/15", "10.0.0.0/15", true},
+		{"0.0.0.0/0", "0.0.0.0/0", true},
+		{"2001:0DB8::1", "2001:db8::1/128", false},
+		{"2001:db8:85a3:0000:0000:8a2e:0370:7334/128", "2001:db8:85a3::8a2e:370:7334/128", false},
+		{"2001:db8::5/64", "2001:db8::/64", false},
+		{"2001:db8::/63", "2001:db8::/63", true},
+		{"::/0", "::/0", true},
+		{"::1.2.3.4", "::102:304/128", false}, // IPv4-compatible is plain IPv6
+		{"::ffff:1.2.3.4", "", false},
+		{"::ffff:0:0/96", "", false},
+		{"fe80::1%eth0", "", false},
+		{"10.0.0.0/255.255.0.0", "", false},
+		{"10.0.0.0/0.0.255.255", "", false},
+		{"1.2.3.4/", "", false},
+		{"1.2.3.4/+8", "", false},
+		{"1.2.3.4/-1", "", false},
+		{"1.2.3.4/33", "", false},
+		{"[::1]", "", false},
+		{"1.2.3.4:80", "", false},
+		{"", "", false},
+	} {
+		p, err := parseGrantTarget(tc.in)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("parseGrantTarget(%q) = %v, want error", tc.in, p)
+			}
+			continue
+		}
+		if err != nil || p != netip.MustParsePrefix(tc.want) {
+			t.Errorf("parseGrantTarget(%q) = %v, %v; want %s", tc.in, p, err, tc.want)
+			continue
+		}
+		if tooBroad(p) != tc.broad {
+			t.Errorf("tooBroad(%v) = %v, want %v", p, !tc.broad, tc.broad)
+		}
+	}
+}
+
+func TestParseIPRanges(t *testing.T) {
+	rs, err := parseIPRanges("always_allow", []string{"private_ranges", "203.0.113.7", "2001:db8::/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{
+		"10.1.2.3": true, "127.0.0.1": true, "192.168.0.1": true, "::1": true, "fd00::1": true,
+		"203.0.113.7": true, "203.0.113.8": false, "2001:db8:1::1": true, "2001:db9::1": false,
+		"8.8.8.8": false,
+	} {
+		if got := rs.contains(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("contains(%s) = %v, want %v", ip, got, want)
+		}
+	}
+	for _, bad := range []string{"nope", "1.2.3.4/33", "::ffff:10.0.0.0/104", "fe80::1%eth0", ""} {
+		if _, err := parseIPRanges("always_allow", []string{bad}); err == nil {
+			t.Errorf("parseIPRanges(%q) accepted", bad)
+		}
+	}
+}
