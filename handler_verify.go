@@ -1,0 +1,117 @@
+package knocker
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func init() {
+	caddy.RegisterModule(Gate{})
+}
+
+// Gate is the knocker middleware: it lets a request through when its client
+// IP holds an active grant, is always allowed, or its path is excluded, and
+// otherwise returns an HTTP error (deny_status), which handle_errors can
+// render.
+//
+// The client IP is Caddy's resolved client IP: configure trusted_proxies
+// (and trusted_proxies_strict) in the servers global option when Caddy sits
+// behind another proxy.
+type Gate struct {
+	// AlwaysAllow lists IPs and CIDRs let through without a knock; the
+	// shorthand private_ranges expands to the private address ranges.
+	AlwaysAllow []string `json:"always_allow,omitempty"`
+	// Exclude lists path prefixes that bypass the check (matched at segment
+	// boundaries, case-sensitively, after normalisation).
+	Exclude []string `json:"exclude,omitempty"`
+	// DenyStatus is the HTTP status for a denied request. Default 401.
+	DenyStatus int `json:"deny_status,omitempty"`
+
+	app     *App
+	allow   ipRanges
+	exclude pathPrefixes
+	logger  *zap.Logger
+}
+
+var (
+	errNotWhitelisted = errors.New("client IP is not whitelisted")
+	errNoClientIP     = errors.New("client IP could not be determined")
+	errEarlyData      = errors.New("TLS handshake not complete (0-RTT); client IP not verified")
+)
+
+// CaddyModule returns the Caddy module information.
+func (Gate) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.knocker",
+		New: func() caddy.Module { return new(Gate) },
+	}
+}
+
+// Provision sets up the gate.
+func (g *Gate) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	app, err := knockerApp(ctx)
+	if err != nil {
+		return err
+	}
+	g.app = app
+	if g.allow, err = parseIPRanges("always_allow", g.AlwaysAllow); err != nil {
+		return err
+	}
+	if g.exclude, err = parsePathPrefixes("exclude", g.Exclude); err != nil {
+		return err
+	}
+	if g.DenyStatus == 0 {
+		g.DenyStatus = http.StatusUnauthorized
+	}
+	if g.DenyStatus < 400 || g.DenyStatus > 599 {
+		return fmt.Errorf("deny_status: must be a 4xx or 5xx status, got %d", g.DenyStatus)
+	}
+	return nil
+}
+
+// knockerApp returns the knocker app, which handlers cannot work without.
+func knockerApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("knocker")
+	if err != nil {
+		return nil, fmt.Errorf("knocker app: %w", err)
+	}
+	app, ok := v.(*App)
+	if !ok || app == nil {
+		return nil, fmt.Errorf("knocker app has unexpected type %T", v)
+	}
+	return app, nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if isEarlyData(r) {
+		return caddyhttp.Error(http.StatusTooEarly, errEarlyData)
+	}
+	if len(g.exclude) > 0 && g.exclude.match(r.URL.EscapedPath()) {
+		return next.ServeHTTP(w, r)
+	}
+	ip, ok := g.app.clientIP(r)
+	if !ok {
+		return caddyhttp.Error(g.DenyStatus, errNoClientIP)
+	}
+	if g.allow.contains(ip) || g.app.allowed(ip, now().Unix()) {
+		return next.ServeHTTP(w, r)
+	}
+	if c := g.logger.Check(zapcore.DebugLevel, "denied"); c != nil {
+		c.Write(zap.Stringer("client_ip", ip))
+	}
+	return caddyhttp.Error(g.DenyStatus, errNotWhitelisted)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Gate)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Gate)(nil)
+)

@@ -1,0 +1,85 @@
+package knocker
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-knocker/knocker/store"
+)
+
+// newBenchGate builds a gate over a real store holding one grant for
+// 203.0.113.7, without a running Caddy.
+func newBenchGate(b testing.TB) *Gate {
+	b.Helper()
+	s, err := store.Open(store.Options{
+		Path:            filepath.Join(b.TempDir(), "whitelist.json"),
+		MaxEntries:      1000,
+		CleanupInterval: time.Minute,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if _, err := s.Grant(netip.MustParsePrefix("203.0.113.7/32"), time.Now().Unix()+3600); err != nil {
+		b.Fatal(err)
+	}
+	app := &App{appState: new(appState)}
+	app.st.Store(s)
+	return &Gate{app: app, DenyStatus: http.StatusUnauthorized, logger: zap.NewNop()}
+}
+
+// gateRequest is a request as Caddy hands it to handlers: client IP resolved
+// into the vars.
+func gateRequest(clientIP string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/app/page", nil)
+	r.RemoteAddr = clientIP + ":40000"
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{
+		caddyhttp.ClientIPVarKey:     clientIP,
+		caddyhttp.TrustedProxyVarKey: false,
+	})
+	return r.WithContext(ctx)
+}
+
+var okHandler = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// BenchmarkGateServeHTTP is the whole per-request cost the gate adds to an
+// admitted request: reading Caddy's client IP, parsing it, the lookup.
+func BenchmarkGateServeHTTP(b *testing.B) {
+	g := newBenchGate(b)
+	r := gateRequest("203.0.113.7")
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.ServeHTTP(w, r, okHandler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestGateDecisionsWithoutCaddy(t *testing.T) {
+	g := newBenchGate(t)
+	if err := g.ServeHTTP(httptest.NewRecorder(), gateRequest("203.0.113.7"), okHandler); err != nil {
+		t.Fatalf("whitelisted client denied: %v", err)
+	}
+	err := g.ServeHTTP(httptest.NewRecorder(), gateRequest("203.0.113.8"), okHandler)
+	if he, ok := err.(caddyhttp.HandlerError); !ok || he.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("other client: %v, want a 401 HandlerError", err)
+	}
+	r := gateRequest("203.0.113.7")
+	r.TLS = &tls.ConnectionState{HandshakeComplete: false}
+	err = g.ServeHTTP(httptest.NewRecorder(), r, okHandler)
+	if he, ok := err.(caddyhttp.HandlerError); !ok || he.StatusCode != http.StatusTooEarly {
+		t.Fatalf("0-RTT request: %v, want 425", err)
+	}
+}

@@ -1,0 +1,311 @@
+// Package knocker is a knock-based access gate for Caddy: a client POSTs
+// /knock with an API key and its IP (or, for admin keys, any IP or CIDR) is
+// whitelisted for a TTL; sites using the knocker directive let whitelisted
+// clients through and deny everyone else, in-process.
+//
+// The knocker app owns the whitelist store, the API keys and the knock rate
+// limiter; the http.handlers.knock module serves the knock API and the
+// http.handlers.knocker module is the gate.
+package knocker
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-knocker/knocker/store"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+const (
+	defaultMaxEntries      = 10000
+	defaultCleanupInterval = 60 * time.Second
+)
+
+// App is the knocker app: the whitelist, the API keys and the knock rate
+// limiter that the knock and knocker handlers share. Its state survives
+// config reloads: grants live in a store shared by every config that names
+// the same whitelist file, and a reload never re-reads the file.
+type App struct {
+	// WhitelistFile is where grants persist. Default:
+	// <Caddy data dir>/knocker/whitelist.json. The original service's
+	// whitelist.json can be used as is.
+	WhitelistFile string `json:"whitelist_file,omitempty"`
+	// MaxEntries bounds the whitelist. When it is full, a new grant evicts
+	// the soonest-expiring other entries. Default 10000.
+	MaxEntries int `json:"max_entries,omitempty"`
+	// CleanupInterval is how often expired grants are swept. Expired grants
+	// never authorize, swept or not. Default 60s.
+	CleanupInterval caddy.Duration `json:"cleanup_interval,omitempty"`
+	// Keys are the API keys accepted by the knock endpoint. At least one.
+	Keys []APIKey `json:"keys,omitempty"`
+	// RateLimit bounds knocks per client IP.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	keys         keyring
+	path         string
+	window       int64
+	successLimit int
+	failureLimit int
+	limiter      *limiter
+	logger       *zap.Logger
+	*appState
+}
+
+// appState is what the app holds at run time, behind a pointer so that the
+// config struct stays copyable.
+type appState struct {
+	st       atomic.Pointer[store.Store]
+	mu       sync.Mutex // guards opening and releasing the store
+	acquired bool
+	released bool
+
+	laxServers sync.Map // *caddyhttp.Server already warned about
+}
+
+// stores holds one open store per whitelist path, reference-counted by the
+// configs that use it, so a reload hands the same grants to the new config.
+var stores = caddy.NewUsagePool()
+
+// limiters holds the knock limiter, kept across reloads for the same reason.
+var limiters = caddy.NewUsagePool()
+
+const limiterKey = "knock"
+
+type pooledStore struct{ *store.Store }
+
+func (p pooledStore) Destruct() error { return p.Close() }
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "knocker",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision validates the configuration and resolves secrets. It touches
+// nothing outside the process: the whitelist file is opened in Start, so
+// `caddy validate` works while another Caddy holds the file.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.appState = new(appState)
+	repl := caddy.NewReplacer()
+
+	ring, warnings, err := newKeyring(a.Keys, repl)
+	if err != nil {
+		return err
+	}
+	a.keys = ring
+	for _, w := range warnings {
+		a.logger.Warn(w)
+	}
+
+	if a.MaxEntries < 0 {
+		return fmt.Errorf("max_entries: must be positive, got %d", a.MaxEntries)
+	}
+	if a.MaxEntries == 0 {
+		a.MaxEntries = defaultMaxEntries
+	}
+	if a.CleanupInterval < 0 || a.CleanupInterval > 0 && time.Duration(a.CleanupInterval) < time.Second {
+		return fmt.Errorf("cleanup_interval: must be at least 1s, got %s", time.Duration(a.CleanupInterval))
+	}
+	if a.CleanupInterval == 0 {
+		a.CleanupInterval = caddy.Duration(defaultCleanupInterval)
+	}
+
+	a.path = filepath.Join(caddy.AppDataDir(), "knocker", "whitelist.json")
+	if a.WhitelistFile != "" {
+		p, err := repl.ReplaceOrErr(a.WhitelistFile, true, true)
+		if err != nil {
+			return fmt.Errorf("whitelist_file: %v", err)
+		}
+		if a.path, err = filepath.Abs(p); err != nil {
+			return fmt.Errorf("whitelist_file: %v", err)
+		}
+	}
+
+	a.window, a.successLimit, a.failureLimit = defaultRateWindow, defaultRateSuccess, defaultRateFailure
+	if rl := a.RateLimit; rl != nil {
+		if rl.Window < 0 || rl.Window > 0 && time.Duration(rl.Window) < time.Second {
+			return fmt.Errorf("rate_limit: window: must be at least 1s, got %s", time.Duration(rl.Window))
+		}
+		if rl.Window > 0 {
+			a.window = int64(time.Duration(rl.Window) / time.Second)
+		}
+		for _, lim := range []struct {
+			name string
+			in   *int
+			out  *int
+		}{{"success", rl.Success, &a.successLimit}, {"failure", rl.Failure, &a.failureLimit}} {
+			if lim.in == nil {
+				continue
+			}
+			if *lim.in < 0 {
+				return fmt.Errorf("rate_limit: %s: must be 0 (unlimited) or more, got %d", lim.name, *lim.in)
+			}
+			*lim.out = *lim.in
+		}
+	}
+
+	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return newLimiter(), nil })
+	a.limiter = v.(*limiter)
+	return nil
+}
+
+// Start opens the whitelist store (or takes over the one a previous config
+// opened) and applies this config's limits.
+func (a *App) Start() error {
+	a.limiter.configure(a.window, a.successLimit, a.failureLimit)
+	s, err := a.openStore()
+	if err != nil {
+		return err
+	}
+	a.logger.Info("knocker started",
+		zap.String("whitelist_file", a.path),
+		zap.Int("entries", s.Len()),
+		zap.Int("keys", len(a.keys)))
+	return nil
+}
+
+// Stop leaves the store open: the next config, or Cleanup, decides its fate.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the store and limiter; the last
+// holder closes the store, which writes a compact snapshot.
+func (a *App) Cleanup() error {
+	if a.appState == nil { // Provision failed early
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.released = true
+	var errs []error
+	if a.acquired {
+		a.acquired = false
+		a.st.Store(nil)
+		if _, err := stores.Delete(a.path); err != nil {
+			errs = append(errs, fmt.Errorf("closing whitelist %s: %v", a.path, err))
+		}
+	}
+	if a.limiter != nil {
+		a.limiter = nil
+		if _, err := limiters.Delete(limiterKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openStore returns the store, opening it if Start has not yet run: Caddy
+// starts apps in random order, so the HTTP server may serve a request
+// before this app's Start.
+func (a *App) openStore() (*store.Store, error) {
+	if s := a.st.Load(); s != nil {
+		return s, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.st.Load(); s != nil {
+		return s, nil
+	}
+	if a.released {
+		return nil, errors.New("knocker app was cleaned up")
+	}
+	v, loaded, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
+		s, err := store.Open(store.Options{
+			Path:            a.path,
+			MaxEntries:      a.MaxEntries,
+			CleanupInterval: time.Duration(a.CleanupInterval),
+			Now:             now,
+			Logger:          newLongLivedLogger("knocker.store"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return pooledStore{s}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening whitelist: %w", err)
+	}
+	s := v.(pooledStore).Store
+	if loaded {
+		s.SetLimits(a.MaxEntries, time.Duration(a.CleanupInterval))
+	}
+	a.acquired = true
+	a.st.Store(s)
+	return s, nil
+}
+
+// allowed reports whether ip holds an active grant. It fails closed.
+func (a *App) allowed(ip netip.Addr, now int64) bool {
+	s := a.st.Load()
+	if s == nil {
+		var err error
+		if s, err = a.openStore(); err != nil {
+			return false
+		}
+	}
+	return s.Allowed(ip, now)
+}
+
+// clientIP resolves the request's client (see clientIP) and, the first time
+// a server without trusted_proxies_strict gets a request from a trusted
+// proxy, warns about the spoofing risk: Caddy then takes the left-most
+// X-Forwarded-For address, which the client writes whenever the proxy
+// appends to the header. (Caddy does not expose whether a server trusts any
+// proxy before the first request, so the warning waits for one.)
+func (a *App) clientIP(r *http.Request) (netip.Addr, bool) {
+	if isTrustedProxy(r) {
+		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
+			if _, warned := a.laxServers.LoadOrStore(srv, true); !warned {
+				a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
+					zap.Strings("listen", srv.Listen))
+			}
+		}
+	}
+	return clientIP(r)
+}
+
+// clockOffset shifts the clock in tests; it is zero in production.
+var clockOffset atomic.Int64
+
+func now() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
+
+// Interface guards.
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)
+
+// grant whitelists p until expires, durably.
+func (a *App) grant(p netip.Prefix, expires int64) error {
+	s, err := a.openStore()
+	if err != nil {
+		return err
+	}
+	_, err = s.Grant(p, expires)
+	return err
+}
+
+// ready reports whether grants can be stored.
+func (a *App) ready() error {
+	s, err := a.openStore()
+	if err != nil {
+		return err
+	}
+	return s.Check()
+}
