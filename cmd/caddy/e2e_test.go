@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The quickstart's demo key and address (examples/quickstart.Caddyfile).
+const (
+	demoKey  = "quickstart-demo-key-localhost-only"
+	baseURL  = "http://localhost:8080"
+	greeting = "Hello, knocked-in friend!"
+)
+
+// caddyBinary returns the binary under test: KNOCKER_E2E_CADDY (the test
+// command passes the xcaddy build) or cmd/caddy built now.
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("KNOCKER_E2E_CADDY"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "caddy")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type caddyProcess struct {
+	cmd    *exec.Cmd
+	output *bytes.Buffer
+	done   chan error
+}
+
+// startCaddy runs `caddy run --config <config>` with its data and config
+// directories in home.
+func startCaddy(t *testing.T, bin, home, config string) *caddyProcess {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KNOCKER_KEY=") { // the quickstart falls back to its demo key
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"XDG_DATA_HOME="+filepath.Join(home, "data"),
+		"XDG_CONFIG_HOME="+filepath.Join(home, "config"))
+	p := &caddyProcess{cmd: cmd, output: new(bytes.Buffer), done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.output, p.output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("caddy output:\n%s", p.output)
+		}
+	})
+	return p
+}
+
+// waitHealthy polls /health until Caddy answers or exits.
+func (p *caddyProcess) waitHealthy(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("caddy exited before serving: %v\n%s", err, p.output)
+		default:
+		}
+		if resp, err := http.Get(baseURL + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("caddy not healthy within 30s\n%s", p.output)
+}
+
+func get(t *testing.T, client *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// knock POSTs /knock and returns the status and decoded body.
+func knock(t *testing.T, client *http.Client, key string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/knock", nil)
+	req.Header.Set("X-Api-Key", key)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("knock response is not JSON: %v", err)
+	}
+	return resp.StatusCode, body
+}
+
+// clientVia sends every request to the server at loopback address ip,
+// keeping the URL's Host (localhost), so each family can be tested alone.
+func clientVia(ip string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	target := net.JoinHostPort(ip, "8080")
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, target)
+		},
+		DisableKeepAlives: true,
+	}}
+}
+
+func TestQuickstartEndToEnd(t *testing.T) {
+	bin := caddyBinary(t)
+	home := t.TempDir()
+	config, err := filepath.Abs("../../examples/quickstart.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caddy := startCaddy(t, bin, home, config)
+	caddy.waitHealthy(t)
+
+	v4, v6 := clientVia("127.0.0.1"), clientVia("::1")
+	if status, _ := get(t, v4, baseURL+"/"); status != http.StatusUnauthorized {
+		t.Fatalf("before knocking: %d, want 401", status)
+	}
+	if status, body := knock(t, v4, "wrong-key"); status != http.StatusUnauthorized || body["error"] != "Invalid or missing API key." {
+		t.Fatalf("wrong key: %d %v", status, body)
+	}
+	status, body := knock(t, v4, demoKey)
+	if status != http.StatusOK || body["whitelisted_entry"] != "127.0.0.1" || body["expires_in_seconds"] != 3600.0 {
+		t.Fatalf("knock over IPv4: %d %v", status, body)
+	}
+	if status, page := get(t, v4, baseURL+"/"); status != http.StatusOK || page != greeting {
+		t.Fatalf("after knocking over IPv4: %d %q", status, page)
+	}
+	// Each family is its own client address.
+	if status, _ := get(t, v6, baseURL+"/"); status != http.StatusUnauthorized {
+		t.Fatalf("IPv6 before its own knock: %d, want 401", status)
+	}
+	if status, body := knock(t, v6, demoKey); status != http.StatusOK || body["whitelisted_entry"] != "::1" {
+		t.Fatalf("knock over IPv6: %d %v", status, body)
+	}
+
+	// kill -9 right after the knocks were answered: both must survive.
+	if err := caddy.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-caddy.done
+	caddy.done <- nil
+	restarted := startCaddy(t, bin, home, config)
+	restarted.waitHealthy(t)
+	for name, c := range map[string]*http.Client{"IPv4": v4, "IPv6": v6} {
+		if status, page := get(t, c, baseURL+"/"); status != http.StatusOK || page != greeting {
+			t.Fatalf("%s after kill -9 and restart: %d %q", name, status, page)
+		}
+	}
+
+	// A second Caddy on the same whitelist file refuses to start.
+	second := filepath.Join(t.TempDir(), "second.Caddyfile")
+	secondConfig := fmt.Sprintf(`{
+	admin off
+	default_bind 127.0.0.1
+	knocker {
+		whitelist_file %s
+		key demo another-demo-key-0123456789 {
+			max_ttl 1h
+		}
+	}
+}
+http://localhost:8089 {
+	knocker
+}
+`, filepath.Join(home, "data", "caddy", "knocker", "whitelist.json"))
+	if err := os.WriteFile(second, []byte(secondConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "run", "--config", second, "--adapter", "caddyfile").CombinedOutput()
+	if err == nil {
+		t.Fatal("a second Caddy started on a whitelist file already in use")
+	}
+	if !strings.Contains(string(out), "whitelist.json") || !strings.Contains(string(out), "another process") {
+		t.Fatalf("second Caddy's error does not say the file is in use:\n%s", out)
+	}
+}

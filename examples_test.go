@@ -1,0 +1,68 @@
+package knocker
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+// TestExamples keeps examples/ working: each Caddyfile adapts, the JSON
+// example is exactly the homelab Caddyfile adapted, and every config passes
+// Caddy's own validation (provisioning of every module, no start).
+func TestExamples(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("KNOCKER_ADMIN_KEY", "example-admin-secret-0123456789")
+	t.Setenv("KNOCKER_PHONE_KEY", "example-phone-secret-0123456789")
+
+	configs := map[string][]byte{}
+	caddyfiles, _ := filepath.Glob("examples/*.Caddyfile")
+	if len(caddyfiles) < 2 {
+		t.Fatalf("expected the quickstart and homelab Caddyfiles, found %v", caddyfiles)
+	}
+	for _, file := range caddyfiles {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": file})
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, w := range warnings {
+			t.Errorf("%s:%d: adapt warning: %s", file, w.Line, w.Message)
+		}
+		configs[file] = out
+	}
+
+	want, err := os.ReadFile("examples/homelab.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adapted, example any
+	if err := json.Unmarshal(configs["examples/homelab.Caddyfile"], &adapted); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(want, &example); err != nil {
+		t.Fatalf("examples/homelab.json: %v", err)
+	}
+	if !reflect.DeepEqual(adapted, example) {
+		t.Fatal("examples/homelab.json is not the adapted homelab.Caddyfile; regenerate it with: go run ./cmd/caddy adapt --config examples/homelab.Caddyfile --pretty > examples/homelab.json")
+	}
+	configs["examples/homelab.json"] = want
+
+	for file, raw := range configs {
+		var cfg caddy.Config
+		if err := caddy.StrictUnmarshalJSON(raw, &cfg); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if err := caddy.Validate(&cfg); err != nil {
+			t.Errorf("%s does not validate: %v", file, err)
+		}
+	}
+}
