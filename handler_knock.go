@@ -97,12 +97,14 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		r.Header.Del("X-Api-Key")
 		k.serveKnock(w, r, presented)
 		return nil
-	case "/verify", "/health", "/ready":
+	case "/knock/status", "/verify", "/health", "/ready":
 		r.Header.Del("X-Api-Key")
 	default:
 		return next.ServeHTTP(w, r)
 	}
 	switch r.URL.Path {
+	case "/knock/status":
+		k.serveStatus(w, r)
 	case "/verify":
 		k.serveVerify(w, r)
 	case "/health":
@@ -278,6 +280,46 @@ func (k *Knock) excluded(forwardedHost, uri string) bool {
 		return false
 	}
 	return k.excludeHosts[host].match(uri) || k.excludeHosts["*"].match(uri)
+}
+
+// statusResponse tells a client how the server sees it. It reveals no more
+// than /verify does, so it needs no key; clients use it to learn their public
+// address without a third-party service and to schedule re-knocks.
+type statusResponse struct {
+	IP               string  `json:"ip"`
+	Whitelisted      bool    `json:"whitelisted"`
+	Entry            *string `json:"entry"`              // the grant covering ip, if any
+	ExpiresAt        *int64  `json:"expires_at"`         // null when not whitelisted
+	ExpiresInSeconds *int64  `json:"expires_in_seconds"` // null when not whitelisted
+}
+
+// serveStatus answers GET /knock/status for the caller's own address.
+func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", k.CORSOrigin)
+	w.Header().Set("Cache-Control", "no-store")
+	if !allowGet(w, r) {
+		return
+	}
+	if isEarlyData(r) {
+		writeJSONError(w, newAPIError(http.StatusTooEarly, msgTooEarly))
+		return
+	}
+	ip, ok := k.app.clientIP(r)
+	if !ok {
+		writeJSONError(w, newAPIError(http.StatusBadRequest, msgNoClientIP))
+		return
+	}
+	resp := statusResponse{IP: ip.String()}
+	ts := now().Unix()
+	if entry, found, err := k.app.match(ip, ts); err != nil {
+		k.logger.Error("status lookup failed", zap.Error(err))
+		writeJSONError(w, newAPIError(http.StatusServiceUnavailable, msgUnavailable))
+		return
+	} else if found {
+		name, in := store.FormatPrefix(entry.Prefix), entry.Expires-ts
+		resp.Whitelisted, resp.Entry, resp.ExpiresAt, resp.ExpiresInSeconds = true, &name, &entry.Expires, &in
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 type statusBody struct {

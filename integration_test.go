@@ -475,3 +475,32 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		caddytest.AssertLoadError(t, config(dir, tc.extra, tc.site), "caddyfile", tc.want)
 	}
 }
+
+func TestKnockStatus(t *testing.T) {
+	h := startCaddy(t, "", defaultSite)
+	const client = "203.0.113.140"
+	status := func(xff string) map[string]any {
+		t.Helper()
+		r := h.do(request{path: "/knock/status", client: xff})
+		expectStatus(t, r, 200, "status")
+		if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("status headers: %v", r.header)
+		}
+		return r.json(t)
+	}
+	m := status(client)
+	if m["ip"] != client || m["whitelisted"] != false || m["entry"] != nil || m["expires_at"] != nil || m["expires_in_seconds"] != nil {
+		t.Fatalf("before knocking: %v", m)
+	}
+	expectStatus(t, h.knock("203.0.113.1", adminSecret, `{"ip_address":"203.0.113.0/24","ttl":600}`), 200, "CIDR grant")
+	expectStatus(t, h.knock(client, adminSecret, `{"ttl":120}`), 200, "own grant")
+	m = status(client)
+	if m["whitelisted"] != true || m["entry"] != "203.0.113.0/24" || m["expires_in_seconds"] != 600.0 {
+		t.Fatalf("covered by a CIDR and an exact grant: %v, want the latest-expiring (the CIDR)", m)
+	}
+	if got := status("::ffff:" + client)["ip"]; got != client {
+		t.Fatalf("mapped caller reported as %v", got)
+	}
+	expectError(t, h.do(request{path: "/knock/status", client: "garbage"}), 400, "Could not determine client IP.")
+	expectStatus(t, h.do(request{method: "POST", path: "/knock/status"}), 405, "POST /knock/status")
+}

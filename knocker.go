@@ -301,6 +301,16 @@ func (a *App) grant(p netip.Prefix, expires int64) error {
 	return err
 }
 
+// match returns the active grant covering ip with the latest expiry.
+func (a *App) match(ip netip.Addr, now int64) (store.Entry, bool, error) {
+	s, err := a.openStore()
+	if err != nil {
+		return store.Entry{}, false, err
+	}
+	e, ok := s.Match(ip, now)
+	return e, ok, nil
+}
+
 // ready reports whether grants can be stored.
 func (a *App) ready() error {
 	s, err := a.openStore()
