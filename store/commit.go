@@ -137,6 +137,17 @@ func (s *Store) commit(batch []*request) {
 	if len(w.buf) > 0 {
 		if err := s.appendJournal(w.buf); err != nil {
 			s.rebuildHeap() // planning popped and pushed items for the failed batch
+			if s.broken.Load() {
+				// The failed records may be on disk and could not be cut
+				// off. Replace the journal with a snapshot of memory (which
+				// never saw them) before answering, so that a crash after
+				// this answer cannot bring them back. If this fails too,
+				// the next batch retries it first; only a crash between a
+				// double fault and a successful rewrite can replay them.
+				if rerr := s.recoverJournal(); rerr != nil {
+					s.log.Error("cannot replace the whitelist journal yet", zap.String("journal", s.journalPath), zap.Error(rerr))
+				}
+			}
 			for _, r := range batch {
 				r.fail(err)
 			}

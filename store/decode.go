@@ -92,7 +92,7 @@ func decodeSnapshot(r io.Reader, onEntry func(key string, p netip.Prefix, exp in
 			return fmt.Errorf("key %q: value %s is out of range", key, num)
 		}
 		p, err := ParseEntryKey(key)
-		if errors.Is(err, errZoned) {
+		if errors.Is(err, errUnsupportedKey) {
 			onSkip(key, err)
 			continue
 		}

@@ -8,10 +8,16 @@ import (
 	"strings"
 )
 
-// errZoned marks keys with an IPv6 zone ("fe80::1%eth0"). Zones only make
-// sense on one host's links, so they are not supported; the snapshot loader
-// skips such keys with a warning instead of failing.
-var errZoned = errors.New("zone-scoped addresses are not supported")
+// errUnsupportedKey marks keys the original service could write but that
+// have no safe meaning here; the snapshot loader skips them with a warning
+// instead of failing:
+//   - zone-scoped addresses ("fe80::1%eth0"): zones only make sense on one
+//     host's links;
+//   - IPv4-mapped IPv6 ranges ("::ffff:0:0/96"): the original never unmapped
+//     addresses, so such a range only matched clients seen as mapped IPv6,
+//     which never happens for IPv4 clients here; converting it to IPv4 would
+//     change its meaning and could widen it to all of IPv4.
+var errUnsupportedKey = errors.New("not supported")
 
 // FormatPrefix returns the canonical text of an entry key, as the original
 // service wrote it: a bare address for single hosts (/32, /128), otherwise
@@ -30,14 +36,14 @@ func appendPrefix(dst []byte, p netip.Prefix) []byte {
 // ParseEntryKey parses a whitelist key as written by the original service
 // and returns it in canonical form ([CanonicalPrefix] holds for the result).
 // It accepts an address ("203.0.113.7", "2001:db8::1") or "address/bits";
-// host bits are masked off ("192.168.1.77/24" is 192.168.1.0/24), and
-// IPv4-mapped IPv6 keys are converted to IPv4 ("::ffff:1.2.3.0/120" is
-// 1.2.3.0/24; mapped prefixes shorter than /96 are rejected). Zone-scoped
-// addresses are rejected.
+// host bits are masked off ("192.168.1.77/24" is 192.168.1.0/24), and an
+// IPv4-mapped single address is the IPv4 address ("::ffff:1.2.3.4" is
+// 1.2.3.4). Zone-scoped addresses and IPv4-mapped ranges are refused with an
+// error wrapping errUnsupportedKey.
 func ParseEntryKey(s string) (netip.Prefix, error) {
 	addrText, _, hasBits := strings.Cut(s, "/")
 	if strings.Contains(addrText, "%") {
-		return netip.Prefix{}, fmt.Errorf("%q: %w", s, errZoned)
+		return netip.Prefix{}, fmt.Errorf("%q: zone-scoped addresses are %w", s, errUnsupportedKey)
 	}
 	var p netip.Prefix
 	if hasBits {
@@ -53,10 +59,10 @@ func ParseEntryKey(s string) (netip.Prefix, error) {
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	if a := p.Addr(); a.Is4In6() {
-		if p.Bits() < 96 {
-			return netip.Prefix{}, fmt.Errorf("%q: IPv4-mapped prefix shorter than /96 has no IPv4 equivalent", s)
+		if !p.IsSingleIP() {
+			return netip.Prefix{}, fmt.Errorf("%q: IPv4-mapped IPv6 ranges are %w (they never matched IPv4 clients)", s, errUnsupportedKey)
 		}
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		p = netip.PrefixFrom(a.Unmap(), 32)
 	}
 	return p.Masked(), nil
 }

@@ -142,7 +142,6 @@ func TestCorruptSnapshotIsNotTouched(t *testing.T) {
 		"object value":     {`{"1.2.3.4": {}}`, `"1.2.3.4"`},
 		"huge value":       {`{"1.2.3.4": 99999999999999999999}`, `"1.2.3.4"`},
 		"bad key":          {`{"not-an-ip": 1795319276}`, `"not-an-ip"`},
-		"short mapped":     {`{"::ffff:1.2.3.0/90": 1795319276}`, `"::ffff:1.2.3.0/90"`},
 		"trailing data":    {`{} {}`, "after the JSON object"},
 		"trailing garbage": {`{}x`, "invalid JSON"},
 		"nan":              {`{"1.2.3.4": NaN}`, "invalid JSON"},
@@ -176,24 +175,27 @@ func TestReadOriginalServiceFile(t *testing.T) {
   "2001:0DB8::1": %d,
   "::ffff:198.51.100.9": %d,
   "::ffff:198.51.100.0/120": %d,
+  "::ffff:0:0/96": %d,
   "fe80::1%%eth0": %d,
   "203.0.113.7/32": %d,
   "203.0.113.8": %d,
   "2001:db8:aaaa::/48": %d
-}`, t0+500, t0+100, t0+200, t0+300, t0+400, t0+600, t0+700, t0-10, t0+800)
+}`, t0+500, t0+100, t0+200, t0+300, t0+400, t0+450, t0+600, t0+700, t0-10, t0+800)
 	os.MkdirAll(strings.TrimSuffix(e.path, "/whitelist.json"), 0o700)
 	os.WriteFile(e.path, []byte(orig), 0o600)
 	s := e.open()
 	want := []string{
 		"192.168.1.0/24 500", // duplicate after masking: later expiry wins
-		"198.51.100.0/24 400",
-		"198.51.100.9 300",
+		"198.51.100.9 300",   // mapped host: the IPv4 host; mapped ranges skipped
 		"2001:db8::1 200",
 		"2001:db8:aaaa::/48 800",
 		"203.0.113.7 700",
 	}
 	if got := entryStrings(s.Entries(t0)); !slices.Equal(got, want) {
 		t.Errorf("entries:\n got %q\nwant %q", got, want)
+	}
+	if s.Allowed(netip.MustParseAddr("8.8.8.8"), t0) {
+		t.Error("the mapped ::ffff:0:0/96 became a grant for all of IPv4")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -308,6 +310,34 @@ func TestBrokenJournalIsReplaced(t *testing.T) {
 	s2 := e.open()
 	if got := entryStrings(s2.Entries(t0)); !slices.Equal(got, []string{"1.1.1.1 100", "8.8.8.8 100"}) {
 		t.Errorf("after crash: %q (a failed grant resurfaced?)", got)
+	}
+}
+
+// A double fault (fsync and rollback both fail) is repaired before the
+// failed grant is answered, so a crash right after the answer cannot replay
+// the failed record.
+func TestDoubleFaultRecoversBeforeAnswering(t *testing.T) {
+	e := newEnv(t)
+	s := e.open()
+	mustGrant(t, s, "1.1.1.1", t0+100)
+	s.hooks.Store(&faultHooks{
+		write:    func(f *os.File, b []byte) (int, error) { f.Write(b); return len(b), syscall.EIO },
+		truncate: func(*os.File, int64) error { return syscall.EIO },
+	})
+	if _, err := s.Grant(mustPrefix(t, "6.6.6.6"), t0+100); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Grant = %v, want EIO", err)
+	}
+	if data, _ := os.ReadFile(e.path + ".journal"); strings.Contains(string(data), "6.6.6.6") {
+		t.Fatal("the failed record is still in the journal after Grant returned")
+	}
+	s.hooks.Store(nil)
+	if err := s.Check(); err != nil {
+		t.Errorf("Check after the repair: %v", err)
+	}
+	s.crash()
+	s2 := e.open()
+	if got := entryStrings(s2.Entries(t0)); !slices.Equal(got, []string{"1.1.1.1 100"}) {
+		t.Errorf("after crash: %q, want only the acknowledged grant", got)
 	}
 }
 

@@ -47,7 +47,7 @@ func decodeSnapshotJSON(r io.Reader, onEntry func(key string, p netip.Prefix, ex
 			return fmt.Errorf("key %q: %v", key, err)
 		}
 		p, err := ParseEntryKey(key)
-		if errors.Is(err, errZoned) {
+		if errors.Is(err, errUnsupportedKey) {
 			onSkip(key, err)
 			continue
 		}
