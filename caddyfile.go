@@ -252,6 +252,7 @@ func parseKnockDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		always_allow <ranges...>
 //		exclude      <path-prefixes...>
 //		exclude_host <host> <path-prefixes...>
+//		web          on|off
 //	}
 func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -292,6 +293,12 @@ func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				k.ExcludeHosts = make(map[string][]string)
 			}
 			k.ExcludeHosts[host] = append(k.ExcludeHosts[host], paths...)
+		case "web":
+			var v string
+			if !d.AllArgs(&v) || v != "on" && v != "off" {
+				return d.Errf("web: want on or off")
+			}
+			k.DisableWeb = v == "off"
 		default:
 			return d.Errf("unrecognized knock option %q", opt)
 		}

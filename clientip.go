@@ -24,12 +24,15 @@ func clientIP(r *http.Request) (netip.Addr, bool) {
 	if err != nil || ip.Zone() != "" {
 		return netip.Addr{}, false
 	}
+	ip = ip.Unmap()
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		if peer, ok := peerIP(r); !ok || peer == ip {
+		// Compared unmapped, so a header naming the proxy as ::ffff:a.b.c.d
+		// cannot pass for a client either.
+		if peer, ok := peerIP(r); !ok || peer.Unmap() == ip {
 			return netip.Addr{}, false
 		}
 	}
-	return ip.Unmap(), true
+	return ip, true
 }
 
 // isTrustedProxy reports whether Caddy found the direct peer in the server's

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -22,8 +23,8 @@ func init() {
 // Knock serves the knock API: POST/OPTIONS /knock (wire-compatible with the
 // original service and its web, CLI and Android clients), GET /verify (a
 // forward-auth decision for proxies outside this Caddy), GET /health and
-// GET /ready. Requests for other paths pass to the next handler, so knock
-// and the knocker gate can share a site.
+// GET /ready, and the web app at GET /. Requests for other paths pass to the
+// next handler, so knock and the knocker gate can share a site.
 type Knock struct {
 	// CORSOrigin is sent as Access-Control-Allow-Origin on /knock. Default *.
 	CORSOrigin string `json:"cors_origin,omitempty"`
@@ -35,6 +36,10 @@ type Knock struct {
 	// ExcludeHosts maps a forwarded host (X-Forwarded-Host, from a trusted
 	// proxy) to path prefixes /verify admits for that host; "*" is any host.
 	ExcludeHosts map[string][]string `json:"exclude_hosts,omitempty"`
+	// DisableWeb stops serving the web app (GET /, its scripts, styles,
+	// manifest and icons), e.g. when knock shares a site whose / is the
+	// protected application.
+	DisableWeb bool `json:"disable_web,omitempty"`
 
 	app          *App
 	allow        ipRanges
@@ -100,6 +105,18 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	case "/knock/status", "/verify", "/health", "/ready":
 		r.Header.Del("X-Api-Key")
 	default:
+		if strings.HasPrefix(r.URL.Path, "/knock/") {
+			// Answered here, never passed on: a client that sends its key
+			// to a mistyped knock URL must not reach a handler whose
+			// error would put the request headers in Caddy's log.
+			r.Header.Del("X-Api-Key")
+			w.Header().Set("Access-Control-Allow-Origin", k.CORSOrigin)
+			writeJSONError(w, newAPIError(http.StatusNotFound, msgNotFound))
+			return nil
+		}
+		if !k.DisableWeb && serveWeb(w, r) {
+			return nil
+		}
 		return next.ServeHTTP(w, r)
 	}
 	switch r.URL.Path {
@@ -146,29 +163,31 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 
 	ts := now().Unix()
 	actor := rateLimitActor(r)
-	lim := k.app.limiter
-	// The failure window is checked before the key is compared, so a
-	// client that has used up its failures cannot learn whether a key is
-	// valid from 200 versus 429.
-	if full, retry := lim.full(actor, failure, ts); full {
+	lim, limits := k.app.limiter, k.app.limits
+	// Every attempt first takes a slot in its failure window, before the key
+	// is compared: a client that has used up its failures cannot learn
+	// whether a key is valid from 200 versus 429, and concurrent attempts
+	// cannot overshoot the limit. A success gives the slot back.
+	if ok, retry := lim.record(actor, failure, ts, limits); !ok {
 		k.rateLimited(w, retry)
 		return
 	}
 	resp, apiErr := k.knock(r, presented, actor, ts)
-	if apiErr == nil {
-		writeJSON(w, http.StatusOK, resp)
+	if apiErr == nil || apiErr.status == http.StatusTooManyRequests {
+		lim.release(actor, failure, ts) // not a failure: granted, or refused by the success window
+	}
+	if apiErr != nil {
+		if apiErr.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.FormatInt(apiErr.retryAfter, 10))
+		}
+		writeJSONError(w, apiErr)
 		return
 	}
-	if apiErr.status != http.StatusTooManyRequests && !lim.record(actor, failure, ts) {
-		_, retry := lim.full(actor, failure, ts)
-		k.rateLimited(w, retry)
-		return
-	}
-	writeJSONError(w, apiErr)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (k *Knock) rateLimited(w http.ResponseWriter, retryAfter int64) {
-	w.Header().Set("Retry-After", strconv.FormatInt(max(retryAfter, 1), 10))
+	w.Header().Set("Retry-After", strconv.FormatInt(retryAfter, 10))
 	writeJSONError(w, newAPIError(http.StatusTooManyRequests, msgRateLimited))
 }
 
@@ -210,8 +229,10 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 	}
 	ttl = min(ttl, key.maxTTL)
 
-	if !k.app.limiter.record(actor, success, ts) {
-		return knockResponse{}, newAPIError(http.StatusTooManyRequests, msgRateLimited)
+	if ok, retry := k.app.limiter.record(actor, success, ts, k.app.limits); !ok {
+		e := newAPIError(http.StatusTooManyRequests, msgRateLimited)
+		e.retryAfter = retry
+		return knockResponse{}, e
 	}
 	expires := ts + ttl
 	if err := k.app.grant(target, expires); err != nil {

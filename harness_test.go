@@ -32,7 +32,8 @@ const (
 )
 
 // caddyConfig is the test Caddyfile. %[1]s is the state directory, %[2]s
-// extra lines for the knocker global option, %[3]s the site body.
+// extra lines for the knocker global option, %[3]s the site body, %[4]s
+// further site blocks.
 const caddyConfig = `{
 	admin localhost:2999
 	http_port 9080
@@ -73,6 +74,7 @@ http://:9080 {
 	}
 	%[3]s
 }
+%[4]s
 `
 
 const defaultSite = `
@@ -101,10 +103,16 @@ func startCaddy(t *testing.T, knockerExtra, site string) *harness {
 
 func startCaddyIn(t *testing.T, dir, knockerExtra, site string) *harness {
 	t.Helper()
+	return startCaddyWithSites(t, dir, knockerExtra, site, "")
+}
+
+// startCaddyWithSites is startCaddyIn with further site blocks.
+func startCaddyWithSites(t *testing.T, dir, knockerExtra, site, sites string) *harness {
+	t.Helper()
 	setKeyEnv(t)
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	caddytest.NewTester(t).InitServer(config(dir, knockerExtra, site), "caddyfile")
+	caddytest.NewTester(t).InitServer(config(dir, knockerExtra, site, sites), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -118,8 +126,8 @@ func setKeyEnv(t *testing.T) {
 	t.Setenv("KNOCKER_TEST_GUEST", guestSecret)
 }
 
-func config(dir, knockerExtra, site string) string {
-	return fmt.Sprintf(caddyConfig, dir, knockerExtra, site)
+func config(dir, knockerExtra, site string, sites ...string) string {
+	return fmt.Sprintf(caddyConfig, dir, knockerExtra, site, strings.Join(sites, "\n"))
 }
 
 // advanceClock moves knocker's clock forward for the rest of the test.

@@ -34,19 +34,21 @@ const (
 	msgInternal        = "Internal server error: whitelist persistence or firewall configuration failed."
 	msgUnavailable     = "Knock service is not ready."
 	msgMethod          = "Method not allowed."
+	msgNotFound        = "Not found."
 	msgTooEarly        = "Too early: retry after the TLS handshake completes."
 	msgUnknownFieldFmt = "Invalid request data: unknown field %q."
 )
 
 // apiError is a knock API failure: a status code and the client-facing text.
 type apiError struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	retryAfter int64 // seconds, for 429
 }
 
 func (e *apiError) Error() string { return e.msg }
 
-func newAPIError(status int, msg string) *apiError { return &apiError{status, msg} }
+func newAPIError(status int, msg string) *apiError { return &apiError{status: status, msg: msg} }
 
 // knockRequest is a parsed knock body. Absent and null fields are zero.
 type knockRequest struct {

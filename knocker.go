@@ -54,13 +54,11 @@ type App struct {
 	// RateLimit bounds knocks per client IP.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 
-	keys         keyring
-	path         string
-	window       int64
-	successLimit int
-	failureLimit int
-	limiter      *limiter
-	logger       *zap.Logger
+	keys    keyring
+	path    string
+	limits  rateLimits
+	limiter *limiter
+	logger  *zap.Logger
 	*appState
 }
 
@@ -71,6 +69,8 @@ type appState struct {
 	mu       sync.Mutex // guards opening and releasing the store
 	acquired bool
 	released bool
+
+	limiterReleased bool
 
 	laxServers sync.Map // *caddyhttp.Server already warned about
 }
@@ -137,26 +137,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	a.window, a.successLimit, a.failureLimit = defaultRateWindow, defaultRateSuccess, defaultRateFailure
+	a.limits = rateLimits{window: defaultRateWindow, perKind: [2]int{success: defaultRateSuccess, failure: defaultRateFailure}}
 	if rl := a.RateLimit; rl != nil {
 		if rl.Window < 0 || rl.Window > 0 && time.Duration(rl.Window) < time.Second {
 			return fmt.Errorf("rate_limit: window: must be at least 1s, got %s", time.Duration(rl.Window))
 		}
 		if rl.Window > 0 {
-			a.window = int64(time.Duration(rl.Window) / time.Second)
+			a.limits.window = int64(time.Duration(rl.Window) / time.Second)
 		}
-		for _, lim := range []struct {
-			name string
-			in   *int
-			out  *int
-		}{{"success", rl.Success, &a.successLimit}, {"failure", rl.Failure, &a.failureLimit}} {
-			if lim.in == nil {
+		for o, lim := range map[outcome]*int{success: rl.Success, failure: rl.Failure} {
+			if lim == nil {
 				continue
 			}
-			if *lim.in < 0 {
-				return fmt.Errorf("rate_limit: %s: must be 0 (unlimited) or more, got %d", lim.name, *lim.in)
+			if *lim < 0 {
+				return fmt.Errorf("rate_limit: %s: must be 0 (unlimited) or more, got %d", [2]string{"success", "failure"}[o], *lim)
 			}
-			*lim.out = *lim.in
+			a.limits.perKind[o] = *lim
 		}
 	}
 
@@ -168,7 +164,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Start opens the whitelist store (or takes over the one a previous config
 // opened) and applies this config's limits.
 func (a *App) Start() error {
-	a.limiter.configure(a.window, a.successLimit, a.failureLimit)
 	s, err := a.openStore()
 	if err != nil {
 		return err
@@ -200,8 +195,10 @@ func (a *App) Cleanup() error {
 			errs = append(errs, fmt.Errorf("closing whitelist %s: %v", a.path, err))
 		}
 	}
-	if a.limiter != nil {
-		a.limiter = nil
+	// The limiter pointer stays: a request of this config may still be in
+	// flight after a reload's grace period.
+	if a.limiter != nil && !a.limiterReleased {
+		a.limiterReleased = true
 		if _, err := limiters.Delete(limiterKey); err != nil {
 			errs = append(errs, err)
 		}

@@ -100,11 +100,12 @@ func unhex(c byte) byte {
 }
 
 // isAmbiguousPath reports a raw request path that different servers may read
-// differently: dot segments (also encoded), an encoded slash or backslash, a
-// backslash, an encoded percent sign (double encoding) or NUL. Such a path never
-// matches an exclusion, because the backend may resolve it to a protected
-// resource while we resolved it to an excluded one. Clients with real
-// business on an excluded path do not send paths like these.
+// differently: dot segments (also encoded, and also with path parameters,
+// "..;x", which Tomcat, Jetty and Spring read as ".."), an encoded slash or
+// backslash, a backslash, an encoded percent sign (double encoding) or NUL.
+// Such a path never matches an exclusion, because the backend may resolve it
+// to a protected resource while we resolved it to an excluded one. Clients
+// with real business on an excluded path do not send paths like these.
 func isAmbiguousPath(raw string) bool {
 	raw = pathOf(raw)
 	lower := strings.ToLower(raw)
@@ -114,6 +115,7 @@ func isAmbiguousPath(raw string) bool {
 		}
 	}
 	for seg := range strings.SplitSeq(percentDecodeOnce(raw), "/") {
+		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
 			return true
 		}

@@ -73,6 +73,11 @@ func TestPathPrefixesMatch(t *testing.T) {
 		{"/api/status/%00", false},
 		{"/api/status;x=1", false},
 		{"/admin;/api/status", false},
+		{"/api/status/..;/admin", false}, // Tomcat reads "..;" as ".."
+		{"/api/status/..;x=1/admin", false},
+		{"/api/status/%2e%2e;/admin", false},
+		{"/api/status/.;/health", false},
+		{"/api/status/%3b/health", true}, // a plain ";" segment is not a dot segment
 	} {
 		if got := ps.match(tc.path); got != tc.want {
 			t.Errorf("match(%q) = %v, want %v", tc.path, got, tc.want)

@@ -34,6 +34,14 @@ const (
 	failure
 )
 
+// rateLimits are one config's limits; they travel with each call, so a
+// config's limits apply from its first request (even before its Start) and
+// a reload that fails cannot leave its limits behind.
+type rateLimits struct {
+	window  int64  // seconds
+	perKind [2]int // by outcome; 0 = unlimited
+}
+
 type bucketKey struct {
 	actor   netip.Addr
 	outcome outcome
@@ -41,12 +49,10 @@ type bucketKey struct {
 
 // limiter is a sliding-window log with whole-second timestamps, the
 // original's semantics: an event frees its slot exactly one window later.
-// It is shared across config reloads so that a reload never resets a
-// brute-force counter.
+// Its buckets are shared across config reloads so that a reload never
+// resets a brute-force counter.
 type limiter struct {
 	mu        sync.Mutex
-	window    int64
-	limits    [2]int // by outcome; 0 = unlimited
 	buckets   map[bucketKey][]int64
 	lastPrune int64
 }
@@ -58,18 +64,22 @@ func newLimiter() *limiter {
 // Destruct satisfies caddy.Destructor for the usage pool.
 func (l *limiter) Destruct() error { return nil }
 
-func (l *limiter) configure(window int64, successLimit, failureLimit int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.window = window
-	l.limits = [2]int{successLimit, failureLimit}
+// rateLimitKey is the bucket an address counts against. IPv6 addresses count
+// per /64, the smallest block a site is usually given: counting per /128
+// would give anyone with a /64 unlimited guesses.
+func rateLimitKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
 }
 
 // live drops events that left the window and returns what is left.
-func (l *limiter) live(k bucketKey, now int64) []int64 {
+func (l *limiter) live(k bucketKey, now, window int64) []int64 {
 	events := l.buckets[k]
 	i := 0
-	for i < len(events) && events[i] <= now-l.window {
+	for i < len(events) && events[i] <= now-window {
 		i++
 	}
 	if i > 0 {
@@ -83,49 +93,34 @@ func (l *limiter) live(k bucketKey, now int64) []int64 {
 	return events
 }
 
-// full reports whether the actor's bucket has no room, and if so how many
-// seconds until a slot frees.
-func (l *limiter) full(actor netip.Addr, o outcome, now int64) (bool, int64) {
+// record adds an event for actor if its bucket has room. Otherwise it
+// reports false and the seconds until a slot frees.
+func (l *limiter) record(actor netip.Addr, o outcome, now int64, lim rateLimits) (bool, int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	limit := l.limits[o]
+	l.pruneLocked(now, lim.window)
+	limit := lim.perKind[o]
 	if limit == 0 {
-		return false, 0
+		return true, 0
 	}
-	events := l.live(bucketKey{actor, o}, now)
-	if len(events) < limit {
-		return false, 0
-	}
-	return true, events[0] + l.window - now
-}
-
-// record adds an event if there is room; it reports whether it did.
-func (l *limiter) record(actor netip.Addr, o outcome, now int64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.pruneLocked(now)
-	limit := l.limits[o]
-	if limit == 0 {
-		return true
-	}
-	k := bucketKey{actor, o}
-	events := l.live(k, now)
+	k := bucketKey{rateLimitKey(actor), o}
+	events := l.live(k, now, lim.window)
 	if len(events) >= limit {
-		return false
+		return false, max(events[0]+lim.window-now, 1)
 	}
 	if events == nil {
 		events = make([]int64, 0, min(limit, 8))
 	}
 	l.buckets[k] = append(events, now)
-	return true
+	return true, 0
 }
 
-// release takes back one event recorded at ts, for a reservation whose
-// knock failed after all.
+// release takes back one event recorded at ts: a failure slot reserved by
+// an attempt that succeeded, or a success slot of a knock that failed.
 func (l *limiter) release(actor netip.Addr, o outcome, ts int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := bucketKey{actor, o}
+	k := bucketKey{rateLimitKey(actor), o}
 	events := l.buckets[k]
 	for i := len(events) - 1; i >= 0; i-- {
 		if events[i] == ts {
@@ -142,17 +137,17 @@ func (l *limiter) release(actor netip.Addr, o outcome, ts int64) {
 
 // pruneLocked drops idle buckets at most once per window, so memory is
 // bounded by the actors seen within one window.
-func (l *limiter) pruneLocked(now int64) {
-	if now-l.lastPrune < l.window {
+func (l *limiter) pruneLocked(now, window int64) {
+	if now-l.lastPrune < window {
 		return
 	}
 	l.lastPrune = now
 	for k := range l.buckets {
-		l.live(k, now)
+		l.live(k, now, window)
 	}
 }
 
-// size is the number of actors tracked, for tests and metrics.
+// size is the number of buckets held, for tests.
 func (l *limiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

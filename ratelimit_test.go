@@ -2,54 +2,58 @@ package knocker
 
 import (
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
+func limitsOf(window int64, successLimit, failureLimit int) rateLimits {
+	return rateLimits{window: window, perKind: [2]int{success: successLimit, failure: failureLimit}}
+}
+
 func TestLimiterSlidingWindow(t *testing.T) {
-	l := newLimiter()
-	l.configure(60, 2, 3)
+	l, lim := newLimiter(), limitsOf(60, 2, 3)
 	a := netip.MustParseAddr("198.51.100.1")
 	b := netip.MustParseAddr("198.51.100.2")
 
 	for i := range 3 {
-		if !l.record(a, failure, 1000+int64(i)) {
+		if ok, _ := l.record(a, failure, 1000+int64(i), lim); !ok {
 			t.Fatalf("failure %d refused below the limit", i+1)
 		}
 	}
-	if full, retry := l.full(a, failure, 1010); !full || retry != 50 {
-		t.Fatalf("full = %v, retry %d; want true, 50 (the first event frees at 1060)", full, retry)
+	if ok, retry := l.record(a, failure, 1010, lim); ok || retry != 50 {
+		t.Fatalf("4th failure: ok=%v retry=%d; want refused, 50 s (the first event frees at 1060)", ok, retry)
 	}
-	if l.record(a, failure, 1010) {
-		t.Fatal("a fourth failure was recorded")
-	}
-	if full, _ := l.full(b, failure, 1010); full {
+	if ok, _ := l.record(b, failure, 1010, lim); !ok {
 		t.Fatal("another actor is limited")
 	}
-	if full, _ := l.full(a, success, 1010); full {
+	if ok, _ := l.record(a, success, 1010, lim); !ok {
 		t.Fatal("the success bucket is shared with failures")
 	}
 	// An event frees its slot exactly one window later.
-	if full, _ := l.full(a, failure, 1059); !full {
+	if ok, _ := l.record(a, failure, 1059, lim); ok {
 		t.Fatal("slot freed early")
 	}
-	if full, _ := l.full(a, failure, 1060); full {
+	if ok, _ := l.record(a, failure, 1060, lim); !ok {
 		t.Fatal("slot not freed after one window")
 	}
 }
 
 func TestLimiterReleaseAndUnlimited(t *testing.T) {
-	l := newLimiter()
-	l.configure(60, 1, 0)
+	l, lim := newLimiter(), limitsOf(60, 1, 0)
 	a := netip.MustParseAddr("2001:db8::1")
-	if !l.record(a, success, 5) || l.record(a, success, 5) {
+	if ok, _ := l.record(a, success, 5, lim); !ok {
+		t.Fatal("first success refused")
+	}
+	if ok, _ := l.record(a, success, 5, lim); ok {
 		t.Fatal("success limit 1 not enforced")
 	}
 	l.release(a, success, 5)
-	if !l.record(a, success, 6) {
+	if ok, _ := l.record(a, success, 6, lim); !ok {
 		t.Fatal("released reservation still counted")
 	}
 	for i := range 1000 {
-		if !l.record(a, failure, 6+int64(i%2)) {
+		if ok, _ := l.record(a, failure, 6+int64(i%2), lim); !ok {
 			t.Fatal("failure limit 0 must mean unlimited")
 		}
 	}
@@ -58,15 +62,65 @@ func TestLimiterReleaseAndUnlimited(t *testing.T) {
 	}
 }
 
-func TestLimiterPrunesIdleActors(t *testing.T) {
+// Limits belong to the caller's config: the same buckets checked with
+// another config's limits give that config's answer.
+func TestLimiterLimitsPerCall(t *testing.T) {
 	l := newLimiter()
-	l.configure(60, 20, 30)
+	a := netip.MustParseAddr("198.51.100.9")
+	for range 2 {
+		l.record(a, failure, 10, limitsOf(60, 20, 5))
+	}
+	if ok, _ := l.record(a, failure, 10, limitsOf(60, 20, 2)); ok {
+		t.Fatal("a stricter config's limit was not applied to existing buckets")
+	}
+	if ok, _ := l.record(a, failure, 10, limitsOf(60, 20, 5)); !ok {
+		t.Fatal("the looser config's limit was not applied")
+	}
+}
+
+func TestLimiterIPv6CountsPerSlash64(t *testing.T) {
+	l, lim := newLimiter(), limitsOf(60, 20, 3)
+	for i := range 3 {
+		ip := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)})
+		if ok, _ := l.record(ip, failure, 1, lim); !ok {
+			t.Fatalf("failure %d refused", i+1)
+		}
+	}
+	if ok, _ := l.record(netip.MustParseAddr("2001:db8::ffff:1"), failure, 1, lim); ok {
+		t.Fatal("a new address in the same /64 got a fresh bucket")
+	}
+	if ok, _ := l.record(netip.MustParseAddr("2001:db8:0:1::1"), failure, 1, lim); !ok {
+		t.Fatal("another /64 is limited")
+	}
+}
+
+// Concurrent attempts cannot overshoot: the slot is taken atomically.
+func TestLimiterConcurrentReservations(t *testing.T) {
+	l, lim := newLimiter(), limitsOf(60, 20, 3)
+	a := netip.MustParseAddr("198.51.100.77")
+	var granted atomic.Int32
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			if ok, _ := l.record(a, failure, 100, lim); ok {
+				granted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := granted.Load(); n != 3 {
+		t.Fatalf("%d of 64 concurrent attempts got a failure slot, want exactly 3", n)
+	}
+}
+
+func TestLimiterPrunesIdleActors(t *testing.T) {
+	l, lim := newLimiter(), limitsOf(60, 20, 30)
 	for i := range 100000 {
 		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		l.record(ip, failure, 100)
+		l.record(ip, failure, 100, lim)
 	}
 	t.Logf("tracked %d attacking IPs within one window", l.size())
-	l.record(netip.MustParseAddr("192.0.2.1"), failure, 161)
+	l.record(netip.MustParseAddr("192.0.2.1"), failure, 161, lim)
 	if n := l.size(); n != 1 {
 		t.Fatalf("after a window of silence %d buckets remain, want 1", n)
 	}

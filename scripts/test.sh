@@ -3,14 +3,39 @@
 #   formatting and vet; the xcaddy build users run; all unit, integration and
 #   end-to-end tests under the race detector; the end-to-end test again on
 #   the xcaddy-built binary; one pass of every benchmark so none can rot.
-# Needs Go (see go.mod) and a C compiler for the race detector. Tests that
-# need root or a service they cannot start skip with a message saying why.
+# Needs Go (see go.mod). As root (as CI runs it) it installs the Debian
+# packages the tests use and makes the tests that need them mandatory;
+# otherwise those tests skip with a message saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+artifacts="$PWD/test-artifacts"
+
+command -v go >/dev/null || { echo "Go is required (version: see go.mod)" >&2; exit 1; }
+
+# install PACKAGE... : install missing Debian packages (root only).
+apt_ready=
+install() {
+	local missing=()
+	for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	[ -z "$apt_ready" ] && { apt-get update -qq; apt_ready=1; }
+	echo "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+step "prerequisites"
+if [ "$(id -u)" = 0 ]; then
+	install gcc libc6-dev chromium
+	# What CI has installed must also run: no silent skips.
+	export KNOCKER_REQUIRE_BROWSER=1
+else
+	echo "not root: tests needing chromium run only if it is installed"
+	command -v gcc >/dev/null || { echo "gcc is required for the race detector (apt-get install gcc)" >&2; exit 1; }
+fi
 
 step "gofmt"
 unformatted=$(gofmt -l .)
@@ -29,8 +54,10 @@ for m in knocker http.handlers.knock http.handlers.knocker; do
 done
 echo "xcaddy build lists knocker, http.handlers.knock, http.handlers.knocker"
 
-step "unit, integration and end-to-end tests (race detector)"
-go test -race -count=1 ./...
+step "unit, integration, browser and end-to-end tests (race detector)"
+rm -rf "$artifacts" && mkdir -p "$artifacts"
+go test -race -count=1 -artifacts -outputdir "$artifacts" ./...
+echo "test artifacts (screenshots): $artifacts"
 
 step "end-to-end test on the xcaddy-built binary"
 KNOCKER_E2E_CADDY="$work/caddy" go test -count=1 -run TestQuickstartEndToEnd ./cmd/caddy/

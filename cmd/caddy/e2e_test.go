@@ -17,11 +17,12 @@ import (
 	"time"
 )
 
-// The quickstart's demo key and address (examples/quickstart.Caddyfile).
+// The quickstart's demo key and sites (examples/quickstart.Caddyfile).
 const (
-	demoKey  = "quickstart-demo-key-localhost-only"
-	baseURL  = "http://localhost:8080"
-	greeting = "Hello, knocked-in friend!"
+	demoKey    = "quickstart-demo-key-localhost-only"
+	baseURL    = "http://localhost:8080" // knock site
+	privateURL = "http://localhost:8081" // protected site
+	greeting   = "Hello, knocked-in friend!"
 )
 
 // caddyBinary returns the binary under test: KNOCKER_E2E_CADDY (the test
@@ -124,14 +125,17 @@ func knock(t *testing.T, client *http.Client, key string) (int, map[string]any) 
 	return resp.StatusCode, body
 }
 
-// clientVia sends every request to the server at loopback address ip,
+// clientVia sends every request to loopback address ip (on the URL's port),
 // keeping the URL's Host (localhost), so each family can be tested alone.
 func clientVia(ip string) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	target := net.JoinHostPort(ip, "8080")
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, target)
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			return d.DialContext(ctx, network, net.JoinHostPort(ip, port))
 		},
 		DisableKeepAlives: true,
 	}}
@@ -148,7 +152,10 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	caddy.waitHealthy(t)
 
 	v4, v6 := clientVia("127.0.0.1"), clientVia("::1")
-	if status, _ := get(t, v4, baseURL+"/"); status != http.StatusUnauthorized {
+	if status, page := get(t, v4, baseURL+"/"); status != http.StatusOK || !strings.Contains(page, "<title>Knocker</title>") {
+		t.Fatalf("knock site /: %d, want the web app", status)
+	}
+	if status, _ := get(t, v4, privateURL+"/"); status != http.StatusUnauthorized {
 		t.Fatalf("before knocking: %d, want 401", status)
 	}
 	if status, body := knock(t, v4, "wrong-key"); status != http.StatusUnauthorized || body["error"] != "Invalid or missing API key." {
@@ -158,11 +165,11 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	if status != http.StatusOK || body["whitelisted_entry"] != "127.0.0.1" || body["expires_in_seconds"] != 3600.0 {
 		t.Fatalf("knock over IPv4: %d %v", status, body)
 	}
-	if status, page := get(t, v4, baseURL+"/"); status != http.StatusOK || page != greeting {
+	if status, page := get(t, v4, privateURL+"/"); status != http.StatusOK || page != greeting {
 		t.Fatalf("after knocking over IPv4: %d %q", status, page)
 	}
 	// Each family is its own client address.
-	if status, _ := get(t, v6, baseURL+"/"); status != http.StatusUnauthorized {
+	if status, _ := get(t, v6, privateURL+"/"); status != http.StatusUnauthorized {
 		t.Fatalf("IPv6 before its own knock: %d, want 401", status)
 	}
 	if status, body := knock(t, v6, demoKey); status != http.StatusOK || body["whitelisted_entry"] != "::1" {
@@ -178,7 +185,7 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	restarted := startCaddy(t, bin, home, config)
 	restarted.waitHealthy(t)
 	for name, c := range map[string]*http.Client{"IPv4": v4, "IPv6": v6} {
-		if status, page := get(t, c, baseURL+"/"); status != http.StatusOK || page != greeting {
+		if status, page := get(t, c, privateURL+"/"); status != http.StatusOK || page != greeting {
 			t.Fatalf("%s after kill -9 and restart: %d %q", name, status, page)
 		}
 	}
@@ -202,7 +209,12 @@ http://localhost:8089 {
 	if err := os.WriteFile(second, []byte(secondConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "run", "--config", second, "--adapter", "caddyfile").CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "run", "--config", second, "--adapter", "caddyfile").CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("a second Caddy on a whitelist file in use kept running instead of refusing:\n%s", out)
+	}
 	if err == nil {
 		t.Fatal("a second Caddy started on a whitelist file already in use")
 	}

@@ -1,0 +1,163 @@
+// Knocker web app: knock from a browser, see the grant and its countdown.
+// The key stays on the device, and only where the user opts in; it never
+// goes into a URL.
+"use strict";
+
+const KEY_STORE = "knocker.key";
+const TTL_STORE = "knocker.ttl";
+const $ = (id) => document.getElementById(id);
+
+let countdownTimer = null;
+
+function show(id, visible) { $(id).hidden = !visible; }
+
+function showError(text) {
+	$("error-text").textContent = text;
+	show("error", true);
+}
+
+function clearError() { show("error", false); }
+
+function savedKey() {
+	try { return localStorage.getItem(KEY_STORE) || ""; } catch { return ""; }
+}
+
+function rememberKey(key) {
+	try {
+		if (key) localStorage.setItem(KEY_STORE, key); else localStorage.removeItem(KEY_STORE);
+	} catch { /* storage disabled: the key lives in this page only */ }
+	show("forget", Boolean(key));
+}
+
+function formatDuration(seconds) {
+	const s = Math.max(0, Math.floor(seconds));
+	const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), r = s % 60;
+	const pad = (n) => String(n).padStart(2, "0");
+	return (d ? d + "d " : "") + (d || h ? pad(h) + ":" : "") + pad(m) + ":" + pad(r);
+}
+
+function startCountdown(expiresAt) {
+	clearInterval(countdownTimer);
+	const until = new Date(expiresAt * 1000);
+	const tick = () => {
+		const left = expiresAt - Date.now() / 1000;
+		if (left <= 0) {
+			clearInterval(countdownTimer);
+			$("result-title").textContent = "Expired";
+			$("countdown").textContent = "00:00";
+			$("result-note").textContent = "Knock again to reopen access.";
+			refreshStatus();
+			return;
+		}
+		$("countdown").textContent = formatDuration(left);
+	};
+	$("result-note").dataset.until = "Expires at " + until.toLocaleString() + ".";
+	tick();
+	countdownTimer = setInterval(tick, 1000);
+}
+
+// refreshStatus shows the caller's address as the server sees it.
+async function refreshStatus() {
+	try {
+		const res = await fetch("/knock/status", { cache: "no-store" });
+		const body = await res.json();
+		if (!res.ok) throw new Error(body.error || "HTTP " + res.status);
+		$("my-ip").textContent = body.ip;
+		$("my-state").textContent = body.whitelisted
+			? "Whitelisted (" + body.entry + ") for " + formatDuration(body.expires_in_seconds) + "."
+			: "Not whitelisted.";
+	} catch (err) {
+		$("my-ip").textContent = "unknown";
+		$("my-state").textContent = navigator.onLine === false ? "You are offline." : "The server could not tell your address.";
+	}
+}
+
+function errorMessage(status, body, retryAfter) {
+	switch (status) {
+	case 401: return "The server did not accept this key.";
+	case 403: return "This key may only whitelist your own address: leave the other-address field empty.";
+	case 429: return "Too many attempts. Try again in " + (retryAfter || "a few") + " seconds.";
+	case 503: return "The knock service is busy or not ready. Try again shortly.";
+	default:
+		if (status >= 500) return "The server could not save the grant (" + status + "). Try again, or tell the administrator.";
+		return (body && body.error) || "The server refused the knock (" + status + ").";
+	}
+}
+
+async function knock(event) {
+	if (event) event.preventDefault();
+	clearError();
+	const key = $("key").value.trim();
+	if (!key) {
+		showError("Enter your API key.");
+		return;
+	}
+	const ttl = Number($("ttl").value);
+	const remote = $("ip").value.trim();
+	const payload = { ttl };
+	if (remote) payload.ip_address = remote;
+	rememberKey($("remember").checked ? key : "");
+	try { localStorage.setItem(TTL_STORE, String(ttl)); } catch { /* ignore */ }
+
+	$("knock").disabled = true;
+	$("knock").textContent = "Knocking…";
+	try {
+		let res;
+		try {
+			res = await fetch("/knock", {
+				method: "POST",
+				cache: "no-store",
+				headers: { "X-Api-Key": key, "Content-Type": "application/json" },
+				body: JSON.stringify(payload),
+			});
+		} catch {
+			showError("Cannot reach the knock server. Check your connection and try again.");
+			return;
+		}
+		let body = null;
+		try { body = await res.json(); } catch { /* not JSON */ }
+		if (!res.ok) {
+			showError(errorMessage(res.status, body, res.headers.get("Retry-After")));
+			if (res.status === 401) rememberKey("");
+			return;
+		}
+		$("result-title").textContent = "Access open";
+		$("result-entry").textContent = body.whitelisted_entry;
+		const capped = body.expires_in_seconds < ttl;
+		startCountdown(body.expires_at);
+		$("result-note").textContent = $("result-note").dataset.until +
+			(capped ? " The server capped the time to " + formatDuration(body.expires_in_seconds) + " for this key." : "");
+		show("result", true);
+		refreshStatus();
+	} finally {
+		$("knock").disabled = false;
+		$("knock").textContent = "Knock";
+	}
+}
+
+function init() {
+	$("knock-form").addEventListener("submit", knock);
+	$("forget").addEventListener("click", () => {
+		rememberKey("");
+		$("key").value = "";
+		$("remember").checked = false;
+	});
+	try {
+		const ttl = localStorage.getItem(TTL_STORE);
+		if (ttl && [...$("ttl").options].some((o) => o.value === ttl)) $("ttl").value = ttl;
+	} catch { /* ignore */ }
+	const key = savedKey();
+	refreshStatus();
+	if (key) {
+		// The original's "knock on reload": a saved key knocks at once.
+		$("key").value = key;
+		$("remember").checked = true;
+		show("forget", true);
+		knock();
+	}
+	if ("serviceWorker" in navigator) {
+		navigator.serviceWorker.register("/sw.js").catch(() => { /* the app works without it */ });
+	}
+}
+
+document.addEventListener("DOMContentLoaded", init);
