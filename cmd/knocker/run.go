@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+const aboutRun = `Stays in the foreground and keeps this device whitelisted:
+  - knocks at start;
+  - re-knocks before the grant expires, at about 90% of the TTL the server
+    granted (at least 2s early);
+  - re-knocks at once when the server sees a new address for this device, or
+    no longer lists it: it asks GET /knock/status every --check-interval
+    (no third-party IP service). Not with --ip, whose target is fixed;
+  - retries failed knocks with exponential backoff: --retry-min, doubling up
+    to --retry-max, with jitter (between half and all of each delay), and
+    never sooner than the server's Retry-After.
+With --family both, IPv4 and IPv6 are kept whitelisted independently.
+SIGTERM or SIGINT stops it with exit code 0. It logs to standard error (without
+timestamps under systemd, whose journal adds them). Errors while running are
+retried, never fatal; only a configuration error stops it (exit code 2).`
+
+var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "retry-min", "retry-max", "config"}
+
+func (c *cli) cmdRun(ctx context.Context, args []string) int {
+	p, code, done := c.parseFlags("run", "[flags]", aboutRun, runFlags, args)
+	if done {
+		return code
+	}
+	s, cerr := c.resolve(p, true)
+	if cerr != nil {
+		return c.fatal("run", false, cerr)
+	}
+	out := &syncWriter{w: redacting(c.stderr, s.key)}
+	printWarnings(out, "run", s)
+	if s.keyLayer == layerFlag && p.set["key"] {
+		fmt.Fprintln(out, "knocker run: warning: --key is visible to other users in the process list; use --key-file or KNOCKER_KEY")
+	}
+
+	ctx, stop := c.notifyContext(ctx)
+	defer stop()
+
+	stamp := c.getenv("JOURNAL_STREAM") == "" // the journal adds its own timestamps
+	logf := func(f family, format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if l := f.label(); l != "" {
+			line = "[" + l + "] " + line
+		}
+		if stamp {
+			line = time.Now().Format("2006-01-02 15:04:05 ") + line
+		}
+		io.WriteString(out, line+"\n")
+	}
+	ttl := "the key's max_ttl"
+	if s.ttl > 0 {
+		ttl = formatDuration(s.ttl)
+	}
+	target := "this device"
+	if s.ip != "" {
+		target = s.ip
+	}
+	checks := "every " + formatDuration(s.checkInterval)
+	if s.checkInterval == 0 || s.ip != "" {
+		checks = "off"
+	}
+	logf(familyAuto, "knocker %s: keeping %s whitelisted at %s (family %s, ttl %s, address check %s)",
+		cliVersion(), target, s.server.Redacted(), s.family, ttl, checks)
+
+	var wg sync.WaitGroup
+	for _, f := range s.family.members() {
+		m := &maintainer{
+			cl:     c.newClient(s, f),
+			s:      s,
+			logf:   func(format string, args ...any) { logf(f, format, args...) },
+			random: c.random,
+			now:    func() time.Time { return time.Now().Round(0) },
+		}
+		wg.Go(func() { m.loop(ctx) })
+	}
+	wg.Wait()
+	logf(familyAuto, "stopped: %v", context.Cause(ctx))
+	return exitOK
+}
+
+// maintainer keeps one address family whitelisted.
+type maintainer struct {
+	cl     *client
+	s      *settings
+	logf   func(format string, args ...any)
+	random func() float64
+	// now is the wall clock without a monotonic reading: after a suspend,
+	// a deadline that passed while the machine slept counts as passed.
+	now func() time.Time
+}
+
+// maxSleep bounds each wait, so that the wall clock is looked at again at
+// least this often (see now).
+const maxSleep = 30 * time.Second
+
+func (m *maintainer) loop(ctx context.Context) {
+	s := m.s
+	checking := s.checkInterval > 0 && s.ip == ""
+	var (
+		knockAt    = m.now() // next knock
+		checkAt    time.Time // next address check
+		ref        string    // this device's address as the server last saw it
+		entry      string    // the entry our last knock created
+		expires    time.Time // when our grant ends, as far as we know
+		trigger    string    // the new address that made us knock, if any
+		knockFails int
+		lastErr    *cmdError
+		checkFails int
+		lost       int // consecutive checks that found our address not whitelisted
+	)
+	if checking {
+		checkAt = knockAt.Add(s.checkInterval)
+	}
+	for {
+		next := knockAt
+		if checking && checkAt.Before(next) {
+			next = checkAt
+		}
+		if !m.sleepUntil(ctx, next) {
+			return
+		}
+		if !m.now().Before(knockAt) {
+			res, err := m.cl.knock(ctx, s.key, s.ttl, s.ip)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				knockFails++
+				lastErr = err
+				d := max(backoff(knockFails, s.retryMin, s.retryMax, m.random), err.retryAfter)
+				m.logf("knock failed, retrying in %s: %s", formatDuration(d), err.msg)
+				knockAt = m.now().Add(d)
+				continue
+			}
+			now := m.now()
+			knockFails, lastErr = 0, nil
+			granted := time.Duration(res.ExpiresIn) * time.Second
+			expires = now.Add(granted)
+			wait := refreshDelay(granted)
+			knockAt = now.Add(wait)
+			note := ""
+			if s.ttl > 0 && granted < s.ttl {
+				note = fmt.Sprintf(" (asked for %s: the server capped it)", formatDuration(s.ttl))
+			}
+			m.logf("whitelisted %s for %s%s; next knock in %s", sanitize(res.Entry), formatDuration(granted), note, formatDuration(wait))
+			entry = res.Entry
+			if s.ip == "" {
+				ref = res.Entry
+				if trigger != "" && trigger != res.Entry {
+					m.logf("warning: the knock whitelisted %s, but /knock/status sees %s (different routes to the server?)", sanitize(res.Entry), sanitize(trigger))
+					ref = trigger
+				}
+			}
+			trigger = ""
+			if checking {
+				checkAt = now.Add(s.checkInterval)
+			}
+			continue
+		}
+
+		// Address check.
+		st, err := m.cl.status(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if err.noStatus {
+				m.logf("address checks off, re-knocking before expiry only: %s", err.msg)
+				checking = false
+				continue
+			}
+			checkFails++
+			d := max(s.checkInterval, backoff(checkFails, s.retryMin, s.retryMax, m.random))
+			m.logf("address check failed, next check in %s: %s", formatDuration(d), err.msg)
+			checkAt = m.now().Add(d)
+			continue
+		}
+		now := m.now()
+		checkFails = 0
+		checkAt = now.Add(s.checkInterval)
+		if lastErr != nil && lastErr.code == exitUnreachable && knockAt.After(now) {
+			// The knocks failed for want of a connection, and the server
+			// answers again: knock now rather than at the end of the backoff.
+			m.logf("server reachable again (it sees %s); knocking now", sanitize(st.IP))
+			knockAt = now
+		}
+		switch {
+		case ref == "": // no grant yet
+			ref = st.IP
+		case st.IP != ref:
+			m.logf("address changed: %s -> %s; knocking now", sanitize(ref), sanitize(st.IP))
+			ref, trigger, knockAt, lost = st.IP, st.IP, now, 0
+		case !st.Whitelisted:
+			if knockFails > 0 {
+				break // already retrying
+			}
+			lost++
+			at := now
+			if lost > 1 { // it came back right after a knock: do not hammer
+				at = now.Add(backoff(lost-1, s.retryMin, s.retryMax, m.random))
+			}
+			if at.Before(knockAt) {
+				knockAt = at
+				when := "now"
+				if at.After(now) {
+					when = "in " + formatDuration(at.Sub(now))
+				}
+				m.logf("the server does not list %s as whitelisted; knocking %s", sanitize(st.IP), when)
+			}
+		default:
+			lost = 0
+			if st.ExpiresIn == nil || st.Entry == nil || *st.Entry != entry {
+				break // another grant covers us (a range whitelisted by an admin key)
+			}
+			// Another knock for this address may have shortened the grant
+			// (the last knock wins): follow the server's expiry.
+			server := now.Add(time.Duration(*st.ExpiresIn) * time.Second)
+			if server.Before(expires.Add(-2 * time.Second)) {
+				expires = server
+				if at := now.Add(refreshDelay(server.Sub(now))); at.Before(knockAt) {
+					knockAt = at
+					m.logf("the server's grant for %s ends in %s, sooner than expected; next knock in %s",
+						sanitize(st.IP), formatDuration(server.Sub(now)), formatDuration(at.Sub(now)))
+				}
+			}
+		}
+	}
+}
+
+// sleepUntil waits until the wall clock reaches t; false if ctx ended.
+func (m *maintainer) sleepUntil(ctx context.Context, t time.Time) bool {
+	for {
+		d := t.Sub(m.now())
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		timer := time.NewTimer(min(d, maxSleep))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+	}
+}
+
+// refreshDelay is when to knock again after a grant of ttl: at 90% of it,
+// but at least 2s before it ends (expiry is counted in whole seconds), and
+// not before half of it.
+func refreshDelay(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 5 * time.Minute
+	}
+	lead := max(ttl/10, 2*time.Second)
+	return max(ttl-lead, ttl/2)
+}
+
+// backoff is the delay before retry n (1, 2, ...): lo doubled n-1 times,
+// capped at hi, then jittered to between half and all of it.
+func backoff(n int, lo, hi time.Duration, random func() float64) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	half := d / 2
+	return half + time.Duration(random()*float64(d-half))
+}
