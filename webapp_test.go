@@ -171,6 +171,27 @@ func TestWebAppInChromium(t *testing.T) {
 		t.Fatalf("protected site after the knock: %q", body)
 	}
 
+	// The remote field: refused for a key without the permission, granted
+	// for the admin key (canonical entry shown).
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(app), chromedp.WaitVisible("#key", chromedp.ByID),
+		chromedp.Click("#remote summary", chromedp.ByQuery),
+		chromedp.SetValue("#ip", "198.51.100.77/24", chromedp.ByID),
+		chromedp.SetValue("#key", guestSecret, chromedp.ByID),
+		chromedp.Click("#knock", chromedp.ByID),
+		chromedp.WaitVisible("#error", chromedp.ByID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitText("error-text", "may only whitelist your own address")
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue("#key", adminSecret, chromedp.ByID),
+		chromedp.Click("#knock", chromedp.ByID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitText("result-entry", "198.51.100.0/24")
+
 	// Opt in: the key is kept on the device, and reloading knocks again.
 	if err := chromedp.Run(ctx,
 		chromedp.Navigate(app), chromedp.WaitVisible("#key", chromedp.ByID),
