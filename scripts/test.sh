@@ -59,6 +59,15 @@ rm -rf "$artifacts" && mkdir -p "$artifacts"
 go test -race -count=1 -artifacts -outputdir "$artifacts" ./...
 echo "test artifacts (screenshots): $artifacts"
 
+step "fuzzing: every Fuzz target for ${FUZZTIME:=10s} (committed corpora in testdata/fuzz)"
+for pkg in $(go list ./...); do
+	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$work/fuzz.txt" 2>&1 ||
+			{ cat "$work/fuzz.txt"; echo "fuzzing $target found a failure; the input is under testdata/fuzz/$target"; exit 1; }
+		echo "$target: $(grep -o 'execs: [0-9]*' "$work/fuzz.txt" | tail -1) in $FUZZTIME, no failure"
+	done
+done
+
 step "end-to-end test on the xcaddy-built binary"
 KNOCKER_E2E_CADDY="$work/caddy" go test -count=1 -run TestQuickstartEndToEnd ./cmd/caddy/
 
