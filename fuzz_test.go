@@ -126,4 +126,3 @@ func FuzzCaddyfile(f *testing.F) {
 		}
 	})
 }
-
