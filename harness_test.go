@@ -126,6 +126,15 @@ func setKeyEnv(t *testing.T) {
 	t.Setenv("KNOCKER_TEST_GUEST", guestSecret)
 }
 
+// startWith loads a complete Caddyfile.
+func startWith(t *testing.T, cfg string) {
+	t.Helper()
+	caddytest.NewTester(t).InitServer(cfg, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 func config(dir, knockerExtra, site string, sites ...string) string {
 	return fmt.Sprintf(caddyConfig, dir, knockerExtra, site, strings.Join(sites, "\n"))
 }

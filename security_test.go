@@ -1,0 +1,200 @@
+package knocker
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawStatus sends a request line exactly as given (Go's client would clean
+// the path) and returns the status code.
+func rawStatus(t *testing.T, path string, headers ...string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: knock.test\r\nConnection: close\r\n"
+	for _, h := range headers {
+		req += h + "\r\n"
+	}
+	if _, err := conn.Write([]byte(req + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET %q: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestSpoofingMatrix: forged client addresses, forwarded hosts and URIs,
+// mapped addresses and path tricks, each with the decision it must get.
+func TestSpoofingMatrix(t *testing.T) {
+	h := startCaddy(t, "", defaultSite)
+	const whitelisted, stranger = "203.0.113.50", "198.51.100.1"
+	expectStatus(t, h.knock(whitelisted, adminSecret, ""), 200, "knock")
+
+	type tc struct {
+		name      string
+		peer, xff string
+		headers   map[string]string
+		path      string
+		want      int
+	}
+	cases := []tc{
+		{"untrusted peer forging a whitelisted XFF", untrustedIP4, whitelisted, nil, "/private", 401},
+		{"untrusted IPv6 peer forging a whitelisted XFF", "::1", whitelisted, nil, "/private", 401},
+		{"untrusted peer forging X-Forwarded-Uri to an exclusion", untrustedIP4, "", map[string]string{"X-Forwarded-Uri": "/public"}, "/verify", 401},
+		{"untrusted peer forging X-Forwarded-Host for a host exclusion", untrustedIP4, "", map[string]string{"X-Forwarded-Host": "media.example.com", "X-Forwarded-Uri": "/api/status"}, "/verify", 401},
+		{"trusted proxy, whitelisted client", trustedPeer, whitelisted, nil, "/private", 200},
+		{"strict: forged left-most entry is ignored", trustedPeer, whitelisted + ", " + stranger, nil, "/private", 401},
+		{"strict: the appended real client counts", trustedPeer, stranger + ", " + whitelisted, nil, "/private", 200},
+		{"mapped whitelisted client", trustedPeer, "::ffff:" + whitelisted, nil, "/private", 200},
+		{"mapped proxy address", trustedPeer, "::ffff:127.0.0.1", nil, "/private", 401},
+		{"proxy address only", trustedPeer, "127.0.0.1", nil, "/private", 401},
+		{"no XFF from the proxy", trustedPeer, "", nil, "/private", 401},
+		{"bracketed IPv6 in XFF is not an address", trustedPeer, "[2001:db8::1]", nil, "/private", 401},
+		{"garbage XFF", trustedPeer, "unknown", nil, "/private", 401},
+		{"/verify, whitelisted via trusted proxy", trustedPeer, whitelisted, nil, "/verify", 200},
+		{"/verify, excluded URI via trusted proxy", trustedPeer, stranger, map[string]string{"X-Forwarded-Uri": "/public/a"}, "/verify", 200},
+		{"/verify, excluded URI escaped with ..;", trustedPeer, stranger, map[string]string{"X-Forwarded-Uri": "/public/..;/admin"}, "/verify", 401},
+		{"/verify, host exclusion with userinfo", trustedPeer, stranger, map[string]string{"X-Forwarded-Host": "x@media.example.com", "X-Forwarded-Uri": "/api/status"}, "/verify", 401},
+	}
+	for _, c := range cases {
+		if got := h.do(request{path: c.path, peer: c.peer, client: c.xff, headers: c.headers}).status; got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+
+	// Path tricks against the gate's exclusion of /public, sent raw.
+	paths := map[string]int{
+		"/public":                 200,
+		"/public/x":               200,
+		"//public//x":             200,
+		"/publicx":                401,
+		"/public/../private":      401,
+		"/public/..;/private":     401,
+		"/public/..;x=1/private":  401,
+		"/public/%2e%2e/private":  401,
+		"/public/%2E%2E;/private": 401,
+		"/public%2F..%2Fprivate":  401,
+		"/public%252F..%252F":     401,
+		"/public\\..\\private":    401,
+		"/public/%5c..%5cprivate": 401,
+		"/public/%00/../private":  401,
+		"/PUBLIC":                 401,
+		"/public;jsessionid=1":    401,
+	}
+	for path, want := range paths {
+		if got := rawStatus(t, path, "X-Forwarded-For: "+stranger); got != want {
+			t.Errorf("gate %q: %d, want %d", path, got, want)
+		}
+	}
+
+	// Too-broad and mapped grants from an admin key.
+	for body, msg := range map[string]string{
+		`{"ip_address":"::ffff:0:0/96"}`:      "IPv4-mapped",
+		`{"ip_address":"::ffff:1.2.3.4"}`:     "IPv4-mapped",
+		`{"ip_address":"0.0.0.0/0"}`:          "too broad",
+		`{"ip_address":"10.0.0.0/15"}`:        "too broad",
+		`{"ip_address":"::/0"}`:               "too broad",
+		`{"ip_address":"2001:db8::/63"}`:      "too broad",
+		`{"ip_address":"fe80::1%eth0"}`:       "zone-scoped",
+		`{"ip_address":"10.0.0.0/255.0.0.0"}`: "netmask",
+	} {
+		expectError(t, h.knock(stranger, adminSecret, body), 400, msg)
+	}
+	if h.gate("8.8.8.8") != 401 {
+		t.Fatal("a refused broad grant admitted 8.8.8.8")
+	}
+	t.Logf("figure: %d header cases, %d raw paths, 8 grant bodies decided as specified", len(cases), len(paths))
+}
+
+// TestSpoofingLaxTrustedProxies documents the risk the warning names: without
+// trusted_proxies_strict Caddy takes the left-most address, which a client
+// behind an appending proxy writes itself.
+func TestSpoofingLaxTrustedProxies(t *testing.T) {
+	dir := t.TempDir()
+	setKeyEnv(t)
+	cfg := strings.Replace(config(dir, "", defaultSite), "\t\ttrusted_proxies_strict\n", "", 1)
+	startWith(t, cfg)
+	expectStatus(t, doRequest(t, request{method: "POST", path: "/knock", client: "203.0.113.51", key: adminSecret}), 200, "knock")
+	if got := doRequest(t, request{path: "/private", client: "203.0.113.51, 198.51.100.2"}).status; got != 200 {
+		t.Fatalf("lax mode: a forged left-most whitelisted address got %d; the documented risk is that it gets 200", got)
+	}
+}
+
+// TestBruteForce: 10,000 wrong keys from one address, then the right key.
+func TestBruteForce(t *testing.T) {
+	h := startCaddy(t, "", defaultSite)
+	const attacker, bystander, rounds = "203.0.113.66", "203.0.113.67", 10000
+	client := &http.Client{Timeout: 10 * time.Second}
+	counts := map[int]int{}
+	for i := range rounds {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/knock", httpPort), nil)
+		req.Header.Set("X-Api-Key", fmt.Sprintf("guess-%d", i))
+		req.Header.Set("X-Forwarded-For", attacker)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		counts[resp.StatusCode]++
+	}
+	if counts[401] != defaultRateFailure || counts[429] != rounds-defaultRateFailure || len(counts) != 2 {
+		t.Fatalf("%d wrong keys: %v, want %d x 401 then 429", rounds, counts, defaultRateFailure)
+	}
+	expectError(t, h.knock(attacker, adminSecret, ""), 429, "Too many knock attempts.")
+	if h.gate(attacker) != 401 {
+		t.Fatal("the attacker got in")
+	}
+	expectStatus(t, h.knock(bystander, adminSecret, ""), 200, "another address")
+	// Rotating addresses inside one IPv6 /64 does not buy fresh attempts.
+	counts = map[int]int{}
+	for i := range 2 * defaultRateFailure {
+		counts[h.knock(fmt.Sprintf("2001:db8:66::%x", i+1), "nope", "").status]++
+	}
+	if counts[401] != defaultRateFailure {
+		t.Fatalf("rotating within one /64: %v, want %d x 401", counts, defaultRateFailure)
+	}
+	t.Logf("figure: %d wrong-key knocks -> %v; correct key from the attacker 429; %d rotating IPv6 knocks in one /64 -> 401 x %d",
+		rounds, map[int]int{401: defaultRateFailure, 429: rounds - defaultRateFailure}, 2*defaultRateFailure, defaultRateFailure)
+}
+
+// TestBruteForceMemoryBounded: 100,000 attacking addresses cost a bounded,
+// measured amount, and are forgotten one window later.
+func TestBruteForceMemoryBounded(t *testing.T) {
+	l, lim := newLimiter(), limitsOf(60, defaultRateSuccess, defaultRateFailure)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const attackers = 100000
+	for i := range attackers {
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		for range 3 {
+			l.record(ip, failure, 1000, lim)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perActor := float64(after.HeapAlloc-before.HeapAlloc) / attackers
+	if perActor > 512 {
+		t.Fatalf("%.0f bytes per attacking address", perActor)
+	}
+	l.record(netip.MustParseAddr("192.0.2.1"), failure, 1061, lim)
+	if n := l.size(); n != 1 {
+		t.Fatalf("%d buckets left a window later, want 1", n)
+	}
+	t.Logf("figure: %d attacking addresses, 3 failures each: %.0f bytes each (%.1f MiB), all dropped one window later",
+		attackers, perActor, perActor*attackers/(1<<20))
+}
