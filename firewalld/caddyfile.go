@@ -1,0 +1,98 @@
+package firewalld
+
+import (
+	"net/netip"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// UnmarshalCaddyfile reads the firewalld block of the knocker global
+// option; d is positioned on the "firewalld" token:
+//
+//	firewalld {
+//		zone <name...>
+//		action <drop|reject>
+//		port <port>/<tcp|udp>       # repeatable
+//		monitor <cidr...>
+//		state_file <path>
+//		queue_size <n>
+//	}
+//
+// Values are checked here too, so `caddy adapt` reports bad ones with
+// their line.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("firewalld takes no arguments, only a block")
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		args := d.RemainingArgs()
+		switch sub {
+		case "zone", "action", "monitor", "state_file", "queue_size":
+			if seen[sub] {
+				return d.Errf("firewalld: %s: given twice", sub)
+			}
+			seen[sub] = true
+		}
+		switch sub {
+		case "zone":
+			if len(args) == 0 {
+				return d.Errf("firewalld: zone: want one or more zone names")
+			}
+			for _, z := range args {
+				if err := checkZoneName(z); err != nil {
+					return d.Errf("firewalld: zone: %v", err)
+				}
+			}
+			a.Zones = append(a.Zones, args...)
+		case "action":
+			if len(args) != 1 || args[0] != actionDrop && args[0] != actionReject {
+				return d.Errf("firewalld: action: want drop or reject")
+			}
+			a.Action = args[0]
+		case "port":
+			if len(args) == 0 {
+				return d.Errf("firewalld: port: want <port>/<tcp|udp>, e.g. 22/tcp")
+			}
+			for _, p := range args {
+				if _, err := ParsePort(p); err != nil {
+					return d.Errf("firewalld: port: %v", err)
+				}
+			}
+			a.Ports = append(a.Ports, args...)
+		case "monitor":
+			if len(args) == 0 {
+				return d.Errf("firewalld: monitor: want one or more CIDRs")
+			}
+			for _, m := range args {
+				if _, err := netip.ParsePrefix(m); err != nil {
+					return d.Errf("firewalld: monitor: %q is not a CIDR with an explicit mask", m)
+				}
+			}
+			a.Monitor = args
+		case "state_file":
+			if len(args) != 1 {
+				return d.Errf("firewalld: state_file: want one path")
+			}
+			a.StateFile = args[0]
+		case "queue_size":
+			n, err := 0, error(nil)
+			if len(args) == 1 {
+				n, err = strconv.Atoi(args[0])
+			}
+			if len(args) != 1 || err != nil || n < 1 || n > maxQueueSize {
+				return d.Errf("firewalld: queue_size: want a number from 1 to %d", maxQueueSize)
+			}
+			a.QueueSize = n
+		default:
+			return d.Errf("firewalld: unknown subdirective %q", sub)
+		}
+	}
+	// Whole-config checks (a port listed twice, no port at all, host bits).
+	if _, err := a.parseSettings(); err != nil {
+		return d.Errf("firewalld: %v", err)
+	}
+	return nil
+}

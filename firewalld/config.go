@@ -1,0 +1,131 @@
+package firewalld
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+const (
+	defaultQueueSize = 32
+	maxQueueSize     = 1 << 16
+)
+
+// settings is the validated form of the App's JSON fields.
+type settings struct {
+	zones     []string // empty: firewalld's default zone, resolved at Start
+	action    string   // drop or reject
+	ports     []Port
+	monitor   []netip.Prefix // canonical; a /0 stands for its whole family
+	stateFile string         // empty: beside the whitelist
+	queueSize int
+}
+
+// parseSettings validates the App's fields. Errors name the field.
+func (a *App) parseSettings() (settings, error) {
+	s := settings{action: actionDrop, queueSize: defaultQueueSize, stateFile: a.StateFile}
+
+	seenZone := map[string]bool{}
+	for _, z := range a.Zones {
+		if err := checkZoneName(z); err != nil {
+			return s, fmt.Errorf("zones: %v", err)
+		}
+		if seenZone[z] {
+			return s, fmt.Errorf("zones: %q listed twice", z)
+		}
+		seenZone[z] = true
+		s.zones = append(s.zones, z)
+	}
+
+	switch a.Action {
+	case "", actionDrop:
+	case actionReject:
+		s.action = actionReject
+	default:
+		return s, fmt.Errorf("action: %q is not drop or reject", a.Action)
+	}
+
+	if len(a.Ports) == 0 {
+		return s, fmt.Errorf("ports: at least one <port>/<tcp|udp> is required")
+	}
+	seenPort := map[Port]bool{}
+	for _, text := range a.Ports {
+		p, err := ParsePort(text)
+		if err != nil {
+			return s, fmt.Errorf("ports: %v", err)
+		}
+		if seenPort[p] {
+			return s, fmt.Errorf("ports: %s listed twice", p)
+		}
+		seenPort[p] = true
+		s.ports = append(s.ports, p)
+	}
+
+	monitor := a.Monitor
+	if len(monitor) == 0 {
+		monitor = []string{"0.0.0.0/0", "::/0"}
+	}
+	var err error
+	if s.monitor, err = parseMonitor(monitor); err != nil {
+		return s, fmt.Errorf("monitor: %v", err)
+	}
+
+	switch {
+	case a.QueueSize < 0 || a.QueueSize > maxQueueSize:
+		return s, fmt.Errorf("queue_size: must be from 1 to %d, got %d", maxQueueSize, a.QueueSize)
+	case a.QueueSize > 0:
+		s.queueSize = a.QueueSize
+	}
+	return s, nil
+}
+
+// parseMonitor parses CIDRs with explicit masks into canonical prefixes.
+// A /0 covers its family, so other prefixes of that family are dropped.
+func parseMonitor(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	all := map[bool]bool{} // by v6
+	for _, text := range list {
+		p, err := netip.ParsePrefix(text)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR with an explicit mask (e.g. 203.0.113.0/24, 2001:db8::/32, 0.0.0.0/0)", text)
+		}
+		switch {
+		case p.Addr().Zone() != "":
+			return nil, fmt.Errorf("%q: zoned IPv6 addresses are not supported", text)
+		case p.Addr().Is4In6():
+			return nil, fmt.Errorf("%q: IPv4-mapped IPv6; use the IPv4 form", text)
+		case p != p.Masked():
+			return nil, fmt.Errorf("%q has host bits set; use %s", text, p.Masked())
+		case seen[p]:
+			return nil, fmt.Errorf("%s listed twice", p)
+		}
+		seen[p] = true
+		if p.Bits() == 0 {
+			all[p.Addr().Is6()] = true
+		}
+		out = append(out, p)
+	}
+	kept := out[:0]
+	for _, p := range out {
+		if p.Bits() > 0 && all[p.Addr().Is6()] {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept, nil
+}
+
+// checkZoneName rejects names firewalld could never have, and any text
+// that could not be passed through safely.
+func checkZoneName(z string) error {
+	if z == "" {
+		return fmt.Errorf("empty zone name")
+	}
+	if len(z) > 64 || strings.ContainsFunc(z, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-+.", r))
+	}) {
+		return fmt.Errorf("%q is not a valid zone name (letters, digits, _ - + . only)", z)
+	}
+	return nil
+}
