@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-knocker/knocker/firewalld"
 )
 
 func init() {
@@ -36,6 +38,12 @@ func init() {
 //			window  <duration>
 //			success <n>
 //			failure <n>
+//		}
+//		firewalld {
+//			zone    <name...>
+//			action  drop|reject
+//			port    <port>/<tcp|udp>
+//			monitor <cidr...>
 //		}
 //	}
 //
@@ -91,6 +99,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.Keys = append(a.Keys, key)
+		case "firewalld":
+			if len(a.Firewalld) > 0 {
+				return d.Errf("firewalld: specified more than once")
+			}
+			fw := new(firewalld.App)
+			if err := fw.UnmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			a.Firewalld = caddyconfig.JSON(fw, nil)
 		case "rate_limit":
 			if a.RateLimit == nil {
 				a.RateLimit = new(RateLimit)

@@ -2,6 +2,7 @@ package knocker
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-knocker/knocker/firewalld"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -235,7 +237,24 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 		return knockResponse{}, e
 	}
 	expires := ts + ttl
+	// With firewalld, the ports open before the grant is persisted, and
+	// close again if persisting fails: a 200 means both took effect.
+	var undo func()
+	if fw := k.app.fw; fw != nil {
+		var err error
+		if undo, err = fw.PrepareGrant(r.Context(), target, expires); err != nil {
+			k.app.limiter.release(actor, success, ts)
+			k.logger.Error("firewall rules not added", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
+			if errors.Is(err, firewalld.ErrBusy) {
+				return knockResponse{}, newAPIError(http.StatusServiceUnavailable, msgFirewallBusy)
+			}
+			return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)
+		}
+	}
 	if err := k.app.grant(target, expires); err != nil {
+		if undo != nil {
+			undo()
+		}
 		k.app.limiter.release(actor, success, ts)
 		k.logger.Error("knock not granted", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
 		return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)
@@ -360,9 +379,9 @@ func (k *Knock) serveReady(w http.ResponseWriter, r *http.Request) {
 	if !allowGet(w, r) {
 		return
 	}
-	if err := k.app.ready(); err != nil {
-		k.logger.Warn("not ready", zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, statusBody{Status: "unhealthy", Error: "Whitelist storage not accessible"})
+	if reason, err := k.app.ready(); err != nil {
+		k.logger.Warn("not ready", zap.String("reason", reason), zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, statusBody{Status: "unhealthy", Error: reason})
 		return
 	}
 	writeJSON(w, http.StatusOK, statusBody{Status: "ok"})

@@ -32,6 +32,7 @@ const (
 	msgTTLTooLarge     = "TTL too large. Maximum allowed is 315360000 seconds (10 years)."
 	msgRateLimited     = "Too many knock attempts."
 	msgInternal        = "Internal server error: whitelist persistence or firewall configuration failed."
+	msgFirewallBusy    = "Firewall mutation capacity is unavailable."
 	msgUnavailable     = "Knock service is not ready."
 	msgMethod          = "Method not allowed."
 	msgNotFound        = "Not found."

@@ -9,6 +9,7 @@
 package knocker
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-knocker/knocker/firewalld"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -53,11 +55,16 @@ type App struct {
 	Keys []APIKey `json:"keys,omitempty"`
 	// RateLimit bounds knocks per client IP.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	// Firewalld, when set, makes each knock also open ports at the network
+	// level for the knocked address (the knocker_firewalld app's config;
+	// see the firewalld package).
+	Firewalld json.RawMessage `json:"firewalld,omitempty"`
 
 	keys    keyring
 	path    string
 	limits  rateLimits
 	limiter *limiter
+	fw      *firewalld.App // nil without firewalld
 	logger  *zap.Logger
 	*appState
 }
@@ -158,8 +165,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return newLimiter(), nil })
 	a.limiter = v.(*limiter)
+
+	if len(a.Firewalld) > 0 {
+		// One global option cannot emit two apps, so the reconciler's
+		// config travels here and is handed to its own app, which Caddy
+		// then starts and stops like any other.
+		fw, err := firewalld.Attach(ctx, a.Firewalld, a)
+		if err != nil {
+			return fmt.Errorf("firewalld: %w", err)
+		}
+		a.fw = fw
+	}
 	return nil
 }
+
+// WhitelistStore gives the firewalld app the grants to follow, opening the
+// store if this app has not started yet.
+func (a *App) WhitelistStore() (*store.Store, error) { return a.openStore() }
+
+// WhitelistPath is where grants persist; firewalld keeps its state beside it.
+func (a *App) WhitelistPath() string { return a.path }
 
 // Start opens the whitelist store (or takes over the one a previous config
 // opened) and applies this config's limits.
@@ -283,9 +308,10 @@ func now() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) 
 
 // Interface guards.
 var (
-	_ caddy.App          = (*App)(nil)
-	_ caddy.Provisioner  = (*App)(nil)
-	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.App           = (*App)(nil)
+	_ caddy.Provisioner   = (*App)(nil)
+	_ caddy.CleanerUpper  = (*App)(nil)
+	_ firewalld.Whitelist = (*App)(nil)
 )
 
 // grant whitelists p until expires, durably.
@@ -308,11 +334,22 @@ func (a *App) match(ip netip.Addr, now int64) (store.Entry, bool, error) {
 	return e, ok, nil
 }
 
-// ready reports whether grants can be stored.
-func (a *App) ready() error {
+// ready reports whether grants can be stored and, with firewalld, whether
+// the protection is in place. reason is the text /ready shows: the
+// original's for storage (details only in the log), the firewalld reason
+// in full, since that is what an operator must fix.
+func (a *App) ready() (reason string, err error) {
 	s, err := a.openStore()
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.Check()
 	}
-	return s.Check()
+	if err != nil {
+		return "Whitelist storage not accessible", err
+	}
+	if a.fw != nil {
+		if err := a.fw.Ready(); err != nil {
+			return "Firewalld protection not ready: " + err.Error(), err
+		}
+	}
+	return "", nil
 }

@@ -6,72 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/caddy-knocker/knocker/store"
 )
 
-// fakeKnocker stands in for the root package's knocker app (which this
-// package must not import): it owns the whitelist, hands the firewalld
-// block over with Attach, and opens the store lazily, as the real one
-// does, since apps start in random order.
-type fakeKnocker struct {
-	WhitelistFile string          `json:"whitelist_file"`
-	Firewalld     json.RawMessage `json:"firewalld,omitempty"`
-
-	once sync.Once
-	st   *store.Store
-	err  error
-}
-
-var fakeStores = caddy.NewUsagePool()
-
-type pooledStore struct{ *store.Store }
-
-func (p pooledStore) Destruct() error { return p.Close() }
-
-func init() { caddy.RegisterModule(new(fakeKnocker)) }
-
-func (*fakeKnocker) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "knocker", New: func() caddy.Module { return new(fakeKnocker) }}
-}
-
-func (k *fakeKnocker) Provision(ctx caddy.Context) error {
-	if k.Firewalld != nil {
-		if _, err := Attach(ctx, k.Firewalld, k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (k *fakeKnocker) WhitelistStore() (*store.Store, error) {
-	k.once.Do(func() {
-		v, _, err := fakeStores.LoadOrNew(k.WhitelistFile, func() (caddy.Destructor, error) {
-			st, err := store.Open(store.Options{Path: k.WhitelistFile, MaxEntries: 1000, CleanupInterval: time.Second})
-			return pooledStore{st}, err
-		})
-		if k.err = err; err == nil {
-			k.st = v.(pooledStore).Store
-		}
-	})
-	return k.st, k.err
-}
-
-func (k *fakeKnocker) WhitelistPath() string { return k.WhitelistFile }
-func (k *fakeKnocker) Start() error          { _, err := k.WhitelistStore(); return err }
-func (k *fakeKnocker) Stop() error           { return nil }
-func (k *fakeKnocker) Cleanup() error {
-	if k.st != nil {
-		fakeStores.Delete(k.WhitelistFile)
-	}
-	return nil
-}
-
+// The knocker app in these configs is the real one from the root package:
+// knock_http_test.go (package firewalld_test, in this same test binary)
+// imports it, which registers it. This package itself cannot import it.
 func caddyConfig(apps string) []byte {
 	return []byte(`{"admin":{"disabled":true,"config":{"persist":false}},"apps":{` + apps + `}}`)
 }
@@ -80,10 +23,10 @@ func caddyConfig(apps string) []byte {
 // must pass without touching firewalld, and catch a double configuration.
 func TestCaddyValidate(t *testing.T) {
 	wl := filepath.Join(t.TempDir(), "whitelist.json")
-	nested := fmt.Sprintf(`"knocker":{"whitelist_file":%q,"firewalld":{"ports":["22/tcp"]}}`, wl)
-	direct := fmt.Sprintf(`"knocker":{"whitelist_file":%q},"knocker_firewalld":{"ports":["22/tcp"]}`, wl)
-	both := fmt.Sprintf(`"knocker":{"whitelist_file":%q,"firewalld":{"ports":["22/tcp"]}},"knocker_firewalld":{"ports":["23/tcp"]}`, wl)
-	bad := fmt.Sprintf(`"knocker":{"whitelist_file":%q,"firewalld":{"ports":["22/tcp"],"action":"allow"}}`, wl)
+	nested := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"ports":["22/tcp"]}}`, wl)
+	direct := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q},"knocker_firewalld":{"ports":["22/tcp"]}`, wl)
+	both := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"ports":["22/tcp"]}},"knocker_firewalld":{"ports":["23/tcp"]}`, wl)
+	bad := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"ports":["22/tcp"],"action":"allow"}}`, wl)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent") // nothing may dial
 	for _, tc := range []struct{ name, apps, wantErr string }{
 		{"nested", nested, ""},
@@ -127,7 +70,7 @@ func TestCaddyLifecycle(t *testing.T) {
 	}
 	t.Cleanup(func() { caddy.Stop() })
 
-	load(fmt.Sprintf(`"knocker_firewalld":{"zones":["home"],"ports":["2222/tcp"]},"knocker":{"whitelist_file":%q}`, wl))
+	load(fmt.Sprintf(`"knocker_firewalld":{"zones":["home"],"ports":["2222/tcp"]},"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q}`, wl))
 	waitRules(t, time.Second, "home", dropV4, dropV6)
 	fw, err := caddyApp()
 	if err != nil {
@@ -140,10 +83,10 @@ func TestCaddyLifecycle(t *testing.T) {
 
 	drop2223v4 := `rule priority="-27001" family="ipv4" port port="2223" protocol="tcp" drop`
 	drop2223v6 := `rule priority="-27001" family="ipv6" port port="2223" protocol="tcp" drop`
-	load(fmt.Sprintf(`"knocker_firewalld":{"zones":["home"],"ports":["2223/tcp"]},"knocker":{"whitelist_file":%q}`, wl))
+	load(fmt.Sprintf(`"knocker_firewalld":{"zones":["home"],"ports":["2223/tcp"]},"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q}`, wl))
 	waitRules(t, 2*time.Second, "home", drop2223v4, drop2223v6, acceptText(t, "198.51.100.7", tcp(2223)))
 
-	load(fmt.Sprintf(`"knocker":{"whitelist_file":%q,"firewalld":{"zones":["home"],"ports":["2223/tcp"],"action":"drop"}}`, wl))
+	load(fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"zones":["home"],"ports":["2223/tcp"],"action":"drop"}}`, wl))
 	waitRules(t, 2*time.Second, "home", drop2223v4, drop2223v6, acceptText(t, "198.51.100.7", tcp(2223)))
 	fw, err = caddyApp()
 	if err != nil {

@@ -29,11 +29,14 @@ install() {
 
 step "prerequisites"
 if [ "$(id -u)" = 0 ]; then
-	install gcc libc6-dev chromium
+	install gcc libc6-dev chromium iproute2 dbus-daemon
+	# firewalld 2.x (Debian 12 ships 1.3.3; both work): the firewalld tests
+	# run it in their own network namespace on a private D-Bus bus.
+	scripts/install-firewalld.sh
 	# What CI has installed must also run: no silent skips.
-	export KNOCKER_REQUIRE_BROWSER=1
+	export KNOCKER_REQUIRE_BROWSER=1 KNOCKER_REQUIRE_FIREWALLD=1
 else
-	echo "not root: tests needing chromium run only if it is installed"
+	echo "not root: the firewalld tests skip, and the browser test runs only if chromium is installed"
 	command -v gcc >/dev/null || { echo "gcc is required for the race detector (apt-get install gcc)" >&2; exit 1; }
 fi
 
