@@ -19,20 +19,29 @@ import (
 // Caddy then falls back to the proxy's own address, and whitelisting the
 // proxy would whitelist everyone behind it.
 func clientIP(r *http.Request) (netip.Addr, bool) {
-	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	ip, _, ok := resolveClient(r)
+	return ip, ok
+}
+
+// resolveClient is clientIP that also reports whether the peer is a trusted
+// proxy; it reads Caddy's vars map once (this runs on every gated request).
+func resolveClient(r *http.Request) (ip netip.Addr, trusted, ok bool) {
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	s, _ := vars[caddyhttp.ClientIPVarKey].(string)
+	trusted, _ = vars[caddyhttp.TrustedProxyVarKey].(bool)
 	ip, err := netip.ParseAddr(s)
 	if err != nil || ip.Zone() != "" {
-		return netip.Addr{}, false
+		return netip.Addr{}, trusted, false
 	}
 	ip = ip.Unmap()
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+	if trusted {
 		// Compared unmapped, so a header naming the proxy as ::ffff:a.b.c.d
 		// cannot pass for a client either.
 		if peer, ok := peerIP(r); !ok || peer.Unmap() == ip {
-			return netip.Addr{}, false
+			return netip.Addr{}, trusted, false
 		}
 	}
-	return ip, true
+	return ip, trusted, true
 }
 
 // isTrustedProxy reports whether Caddy found the direct peer in the server's

@@ -290,7 +290,8 @@ func (a *App) allowed(ip netip.Addr, now int64) bool {
 // appends to the header. (Caddy does not expose whether a server trusts any
 // proxy before the first request, so the warning waits for one.)
 func (a *App) clientIP(r *http.Request) (netip.Addr, bool) {
-	if isTrustedProxy(r) {
+	ip, trusted, ok := resolveClient(r)
+	if trusted {
 		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
 			if _, warned := a.laxServers.LoadOrStore(srv, true); !warned {
 				a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
@@ -298,7 +299,7 @@ func (a *App) clientIP(r *http.Request) (netip.Addr, bool) {
 			}
 		}
 	}
-	return clientIP(r)
+	return ip, ok
 }
 
 // clockOffset shifts the clock in tests; it is zero in production.
