@@ -50,7 +50,7 @@ const caddyConfig = `{
 		trusted_proxies_strict
 	}
 	knocker {
-		whitelist_file %[1]s/whitelist.json
+		whitelist_file %[1]s/state/whitelist.json
 		key admin {env.KNOCKER_TEST_ADMIN} {
 			max_ttl 1h
 			allow_remote_whitelist

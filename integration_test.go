@@ -362,7 +362,7 @@ func TestReadyAndHealth(t *testing.T) {
 			t.Fatalf("%s: %d %q", p, r.status, r.body)
 		}
 	}
-	restore := makeReadOnly(t, h.dir)
+	restore := makeReadOnly(t, filepath.Join(h.dir, "state"))
 	r := h.do(request{path: "/ready"})
 	if r.status != 503 || r.body != `{"status":"unhealthy","error":"Whitelist storage not accessible"}` {
 		t.Fatalf("/ready with read-only storage: %d %q", r.status, r.body)
@@ -426,7 +426,7 @@ http://:9080 {
 	respond "no knocker"
 }`, "caddyfile")
 	var snapshot map[string]int64
-	if err := json.Unmarshal([]byte(h.readFile("whitelist.json")), &snapshot); err != nil {
+	if err := json.Unmarshal([]byte(h.readFile("state/whitelist.json")), &snapshot); err != nil {
 		t.Fatalf("snapshot after close: %v", err)
 	}
 	if len(snapshot) != 2 || snapshot["203.0.113.110"] == 0 || snapshot["198.51.100.0/24"] == 0 {
