@@ -59,7 +59,14 @@ echo "xcaddy build lists knocker, http.handlers.knock, http.handlers.knocker"
 
 step "unit, integration, browser and end-to-end tests (race detector)"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
-go test -race -count=1 -artifacts -outputdir "$artifacts" ./...
+# Verbose into a log: the summary shows each package's result and the
+# figures the reliability and security tests report; a failure shows all.
+if ! go test -race -count=1 -v -artifacts -outputdir "$artifacts" ./... >"$work/test.log" 2>&1; then
+	grep -E -- '--- FAIL|^(FAIL|panic)|_test\.go:[0-9]+:' "$work/test.log" | grep -v 'figure:' || true
+	echo "--- full test output: last 200 lines ---"; tail -200 "$work/test.log"
+	exit 1
+fi
+grep -E '^(ok|FAIL)|figure:|screenshot:' "$work/test.log"
 echo "test artifacts (screenshots): $artifacts"
 
 step "fuzzing: every Fuzz target for ${FUZZTIME:=10s} (committed corpora in testdata/fuzz)"
