@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,4 +149,173 @@ func TestKnockOverHTTPOpensThePort(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "whitelist.firewalld.json")); err != nil {
 		t.Fatalf("firewalld state file beside the whitelist: %v", err)
 	}
+}
+
+// TestCrashKeepsRulesMatchingGrants: Caddy (the built binary) with
+// firewalld is killed with SIGKILL at random moments while knocks arrive,
+// and restarted on the same whitelist; after every restart the accept
+// rules in firewalld are exactly the active grants.
+func TestCrashKeepsRulesMatchingGrants(t *testing.T) {
+	firewalld.NeedSandbox(t)
+	firewalld.UseZones(t, "public")
+	bin := filepath.Join(t.TempDir(), "caddy")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/caddy").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	const port = 9181
+	cfgPath := filepath.Join(dir, "Caddyfile")
+	cfg := fmt.Sprintf(`{
+	admin off
+	default_bind 127.0.0.1
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		trusted_proxies_strict
+	}
+	knocker {
+		whitelist_file %s/whitelist.json
+		key admin %s {
+			max_ttl 1h
+		}
+		rate_limit {
+			success 0
+			failure 0
+		}
+		firewalld {
+			zone public
+			port %d/tcp
+		}
+	}
+}
+http://:%d {
+	knock
+}
+`, dir, adminKey, listen, port)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", port)); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return cmd
+				}
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatal("Caddy with firewalld not ready within 30 s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	acceptFor := func(entry string) string {
+		return fmt.Sprintf(`rule priority="-27002" family="ipv4" source address="%s" port port="%d" protocol="tcp" accept`, entry, listen)
+	}
+	knock := func(ip string) bool {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/knock", port), nil)
+		req.Header.Set("X-Api-Key", adminKey)
+		req.Header.Set("X-Forwarded-For", ip)
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return false // the process was killed: never acknowledged
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+
+	// whitelisted asks the running Caddy whether ip holds a grant.
+	whitelisted := func(ip string) bool {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/knock/status", port), nil)
+		req.Header.Set("X-Forwarded-For", ip)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct{ Whitelisted bool }
+		json.NewDecoder(resp.Body).Decode(&st)
+		return st.Whitelisted
+	}
+	ruleIPs := func() map[string]bool {
+		ips := map[string]bool{}
+		for _, r := range firewalld.RichRules(t, "public", false) {
+			if strings.Contains(r, `priority="-27002"`) {
+				_, rest, _ := strings.Cut(r, `source address="`)
+				ip, _, _ := strings.Cut(rest, `"`)
+				if r != acceptFor(ip) {
+					t.Fatalf("unexpected accept rule %s", r)
+				}
+				ips[ip] = true
+			}
+		}
+		return ips
+	}
+
+	acked := map[string]bool{}
+	var attempted []string
+	const rounds = 20
+	for round := range rounds {
+		cmd := start()
+		// The accept rules match the store: every rule's address holds a
+		// grant, and every acknowledged knock has its rule. (A knock killed
+		// after it was persisted but before its answer left is a grant
+		// without an acknowledgement; it must have its rule too.)
+		rules := ruleIPs()
+		for ip := range rules {
+			if !whitelisted(ip) {
+				cmd.Process.Kill()
+				t.Fatalf("round %d: accept rule for %s, which holds no grant (a rule of an unpersisted knock survived)", round, ip)
+			}
+		}
+		for ip := range acked {
+			if !rules[ip] {
+				cmd.Process.Kill()
+				t.Fatalf("round %d: acknowledged grant %s has no accept rule after restart", round, ip)
+			}
+		}
+		done := make(chan []string)
+		go func() {
+			var ok []string
+			for i := 0; i < 200; i++ {
+				ip := fmt.Sprintf("10.%d.%d.%d", 100+round, i/200, i%200+1)
+				if knock(ip) {
+					ok = append(ok, ip)
+				}
+			}
+			done <- ok
+		}()
+		time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		for _, ip := range <-done {
+			acked[ip] = true
+		}
+		for i := 0; i < 200; i++ {
+			attempted = append(attempted, fmt.Sprintf("10.%d.%d.%d", 100+round, i/200, i%200+1))
+		}
+	}
+	cmd := start()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// Over every address ever knocked for: a grant exactly when a rule.
+	rules, grants := ruleIPs(), 0
+	for _, ip := range attempted {
+		w := whitelisted(ip)
+		if w != rules[ip] {
+			t.Fatalf("after %d crashes, %s: whitelisted %v but accept rule %v", rounds, ip, w, rules[ip])
+		}
+		if acked[ip] && !w {
+			t.Fatalf("acknowledged grant %s lost", ip)
+		}
+		if w {
+			grants++
+		}
+	}
+	t.Logf("figure: %d kill -9 rounds, %d knocks attempted, %d acknowledged, %d grants in the store, accept rules equal to the grants after every restart", rounds, len(attempted), len(acked), grants)
 }
