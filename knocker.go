@@ -215,7 +215,10 @@ func (a *App) Cleanup() error {
 	var errs []error
 	if a.acquired {
 		a.acquired = false
-		a.st.Store(nil)
+		// The pointer stays: requests of this config may still be in
+		// flight after a reload. They keep using the store, which the new
+		// config holds open; after a final shutdown a closed store still
+		// answers lookups from memory and refuses grants (ErrClosed).
 		if _, err := stores.Delete(a.path); err != nil {
 			errs = append(errs, fmt.Errorf("closing whitelist %s: %v", a.path, err))
 		}
