@@ -417,14 +417,7 @@ func TestGrantsSurviveRestartAndReload(t *testing.T) {
 	expectStatus(t, h.knock("203.0.113.110", adminSecret, ""), 200, "re-knock")
 
 	// A config without knocker closes the store: the snapshot must hold both grants once.
-	caddytest.NewTester(t).InitServer(`{
-	admin localhost:2999
-	http_port 9080
-	default_bind 127.0.0.1
-}
-http://:9080 {
-	respond "no knocker"
-}`, "caddyfile")
+	stopKnocker(t)
 	var snapshot map[string]int64
 	if err := json.Unmarshal([]byte(h.readFile("state/whitelist.json")), &snapshot); err != nil {
 		t.Fatalf("snapshot after close: %v", err)
