@@ -107,7 +107,9 @@ func (r *reconciler) removeRule(ctx context.Context, c *client, p netip.Prefix, 
 // p has one (a failed re-knock keeps the earlier grant open), else removed.
 // It runs even if the caller's context is done.
 func (r *reconciler) rollback(c *client, p netip.Prefix, done []placement) {
-	ctx, cancel := context.WithTimeout(r.ctx, callTimeout)
+	// Not r.ctx: a knock cancelled by Stop must still take back the rules
+	// it placed, or they would stay open with no grant.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), callTimeout)
 	defer cancel()
 	prev := r.storeExpiry(p, time.Now().Unix())
 	for _, at := range done {
