@@ -334,8 +334,9 @@ type statusResponse struct {
 }
 
 // serveStatus answers GET /knock/status for the caller's own address.
+// It sends no CORS header: the web app is same-origin, and another site must
+// not read a visitor's address and grant.
 func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Access-Control-Allow-Origin", k.CORSOrigin)
 	w.Header().Set("Cache-Control", "no-store")
 	if !allowGet(w, r) {
 		return

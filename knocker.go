@@ -80,6 +80,10 @@ type appState struct {
 	limiterReleased bool
 
 	laxServers sync.Map // *caddyhttp.Server already warned about
+
+	readyMu  sync.Mutex // one firewalld check at a time
+	readyAt  time.Time
+	readyErr error
 }
 
 // stores holds one open store per whitelist path, reference-counted by the
@@ -351,9 +355,22 @@ func (a *App) ready() (reason string, err error) {
 		return "Whitelist storage not accessible", err
 	}
 	if a.fw != nil {
-		if err := a.fw.Ready(); err != nil {
+		if err := a.firewallReady(); err != nil {
 			return "Firewalld protection not ready: " + err.Error(), err
 		}
 	}
 	return "", nil
+}
+
+// firewallReady is the firewalld protection check, done at most once a
+// second and one at a time: /ready is public, and each check costs D-Bus
+// calls that knocks also need.
+func (a *App) firewallReady() error {
+	a.readyMu.Lock()
+	defer a.readyMu.Unlock()
+	if time.Since(a.readyAt) < time.Second {
+		return a.readyErr
+	}
+	a.readyErr, a.readyAt = a.fw.Ready(), time.Now()
+	return a.readyErr
 }
