@@ -75,28 +75,6 @@ func startCaddy(t *testing.T, bin, home, config string) *caddyProcess {
 	return p
 }
 
-// waitHealthy polls /health until Caddy answers or exits.
-func (p *caddyProcess) waitHealthy(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("caddy exited before serving: %v\n%s", err, p.output)
-		default:
-		}
-		if resp, err := http.Get(baseURL + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("caddy not healthy within 30s\n%s", p.output)
-}
-
 func get(t *testing.T, client *http.Client, url string) (int, string) {
 	t.Helper()
 	resp, err := client.Get(url)
@@ -149,7 +127,7 @@ func TestQuickstartEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	caddy := startCaddy(t, bin, home, config)
-	caddy.waitHealthy(t)
+	caddy.waitUp(t, baseURL+"/health")
 
 	v4, v6 := clientVia("127.0.0.1"), clientVia("::1")
 	if status, page := get(t, v4, baseURL+"/"); status != http.StatusOK || !strings.Contains(page, "<title>Knocker</title>") {
@@ -183,7 +161,7 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	<-caddy.done
 	caddy.done <- nil
 	restarted := startCaddy(t, bin, home, config)
-	restarted.waitHealthy(t)
+	restarted.waitUp(t, baseURL+"/health")
 	for name, c := range map[string]*http.Client{"IPv4": v4, "IPv6": v6} {
 		if status, page := get(t, c, privateURL+"/"); status != http.StatusOK || page != greeting {
 			t.Fatalf("%s after kill -9 and restart: %d %q", name, status, page)
