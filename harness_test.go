@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddy-knocker/knocker/internal/testcaddy"
+	"github.com/caddy-knocker/knocker/internal/testports"
 )
 
 // Secrets of the test keys. They reach Caddy through {env.*} placeholders,
@@ -24,8 +25,21 @@ const (
 	guestSecret = "guest-secret-9e8d7c6b5a4f3e2d1c0b"
 )
 
+// Ports of this test process's Caddy, chosen free in TestMain so that test
+// runs in parallel on one machine never share one (see internal/testcaddy).
+var httpPort, httpsPort, secondSitePort int
+
+func TestMain(m *testing.M) {
+	ports, err := testports.Ports(3)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	httpPort, httpsPort, secondSitePort = ports[0], ports[1], ports[2]
+	os.Exit(m.Run())
+}
+
 const (
-	httpPort     = 9080
 	privateBody  = "You have accessed the private area!"
 	trustedPeer  = "127.0.0.1" // in trusted_proxies: its X-Forwarded-For counts
 	untrustedIP4 = "127.0.0.2" // another loopback address, not trusted
@@ -33,11 +47,12 @@ const (
 
 // caddyConfig is the test Caddyfile. %[1]s is the state directory, %[2]s
 // extra lines for the knocker global option, %[3]s the site body, %[4]s
-// further site blocks.
+// further site blocks; %[5]d, %[6]d and %[7]d are the admin, HTTP and HTTPS
+// ports.
 const caddyConfig = `{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+	admin localhost:%[5]d
+	http_port %[6]d
+	https_port %[7]d
 	skip_install_trust
 	default_bind 127.0.0.1 [::1]
 	grace_period 1s
@@ -64,7 +79,7 @@ const caddyConfig = `{
 		%[2]s
 	}
 }
-http://:9080 {
+http://:%[6]d {
 	log {
 		output file %[1]s/access.log
 		level DEBUG
@@ -112,7 +127,7 @@ func startCaddyWithSites(t *testing.T, dir, knockerExtra, site, sites string) *h
 	setKeyEnv(t)
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	caddytest.NewTester(t).InitServer(config(dir, knockerExtra, site, sites), "caddyfile")
+	testcaddy.Tester(t).InitServer(config(t, dir, knockerExtra, site, sites), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -129,14 +144,15 @@ func setKeyEnv(t *testing.T) {
 // startWith loads a complete Caddyfile.
 func startWith(t *testing.T, cfg string) {
 	t.Helper()
-	caddytest.NewTester(t).InitServer(cfg, "caddyfile")
+	testcaddy.Tester(t).InitServer(cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
 }
 
-func config(dir, knockerExtra, site string, sites ...string) string {
-	return fmt.Sprintf(caddyConfig, dir, knockerExtra, site, strings.Join(sites, "\n"))
+func config(t *testing.T, dir, knockerExtra, site string, sites ...string) string {
+	return fmt.Sprintf(caddyConfig, dir, knockerExtra, site, strings.Join(sites, "\n"),
+		testcaddy.AdminPort(t), httpPort, httpsPort)
 }
 
 // advanceClock moves knocker's clock forward for the rest of the test.

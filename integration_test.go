@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddy-knocker/knocker/internal/testcaddy"
 )
 
 func TestKnockThenGate(t *testing.T) {
@@ -465,9 +465,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 
 func TestLaxTrustedProxiesWarning(t *testing.T) {
 	dir := t.TempDir()
-	cfg := strings.Replace(config(dir, "", defaultSite), "\t\ttrusted_proxies_strict\n", "", 1)
+	cfg := strings.Replace(config(t, dir, "", defaultSite), "\t\ttrusted_proxies_strict\n", "", 1)
 	setKeyEnv(t)
-	caddytest.NewTester(t).InitServer(cfg, "caddyfile")
+	testcaddy.Tester(t).InitServer(cfg, "caddyfile")
 	for range 3 { // several proxied requests, one warning
 		doRequest(t, request{path: "/private", client: "203.0.113.130"})
 	}
@@ -498,7 +498,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"key nottl another-secret-0123456789", "knocker", "max_ttl is required"},
 		{"key unset {env.KNOCKER_TEST_NOT_SET} {\n\t\t\tmax_ttl 1h\n\t\t}", "knocker", "is empty (is the environment variable"},
 	} {
-		caddytest.AssertLoadError(t, config(dir, tc.extra, tc.site), "caddyfile", tc.want)
+		testcaddy.AssertLoadError(t, config(t, dir, tc.extra, tc.site), "caddyfile", tc.want)
 	}
 }
 

@@ -126,7 +126,7 @@ func TestSpoofingMatrix(t *testing.T) {
 func TestSpoofingLaxTrustedProxies(t *testing.T) {
 	dir := t.TempDir()
 	setKeyEnv(t)
-	cfg := strings.Replace(config(dir, "", defaultSite), "\t\ttrusted_proxies_strict\n", "", 1)
+	cfg := strings.Replace(config(t, dir, "", defaultSite), "\t\ttrusted_proxies_strict\n", "", 1)
 	startWith(t, cfg)
 	expectStatus(t, doRequest(t, request{method: "POST", path: "/knock", client: "203.0.113.51", key: adminSecret}), 200, "knock")
 	if got := doRequest(t, request{path: "/private", client: "203.0.113.51, 198.51.100.2"}).status; got != 200 {

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddy-knocker/knocker/internal/testcaddy"
 )
 
 // mountTmpfs mounts a small tmpfs at dir (root only) and unmounts it when
@@ -38,14 +38,14 @@ func mountTmpfs(t *testing.T, dir, size string) {
 
 // stopKnocker loads a config without knocker, which closes the store.
 func stopKnocker(t *testing.T) {
-	caddytest.NewTester(t).InitServer(`{
-	admin localhost:2999
-	http_port 9080
+	testcaddy.Tester(t).InitServer(fmt.Sprintf(`{
+	admin localhost:%[1]d
+	http_port %[2]d
 	default_bind 127.0.0.1
 }
-http://:9080 {
+http://:%[2]d {
 	respond "no knocker"
-}`, "caddyfile")
+}`, testcaddy.AdminPort(t), httpPort), "caddyfile")
 }
 
 // fill writes to dir until the file system is full, and returns the undo.
@@ -155,7 +155,7 @@ func TestCorruptWhitelistStopsStart(t *testing.T) {
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			caddytest.AssertLoadError(t, config(dir, "", defaultSite), "caddyfile", path)
+			testcaddy.AssertLoadError(t, config(t, dir, "", defaultSite), "caddyfile", path)
 			if got, _ := os.ReadFile(path); string(got) != content {
 				t.Fatalf("the corrupt file was changed to %q", got)
 			}

@@ -2,6 +2,7 @@ package knocker
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,11 +91,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // so it is its own client), and the protected site then answers it.
 func TestWebAppInChromium(t *testing.T) {
 	ctx := browser(t)
-	startCaddyWithSites(t, t.TempDir(), "", "knock", `http://:9081 {
+	startCaddyWithSites(t, t.TempDir(), "", "knock", fmt.Sprintf(`http://:%d {
 	knocker
-	respond "`+privateBody+`"
-}`)
-	const app = "http://[::1]:9080/"
+	respond %q
+}`, secondSitePort, privateBody))
+	app := fmt.Sprintf("http://[::1]:%d/", httpPort)
 	text := func(sel string) string {
 		var s string
 		if err := chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByID)); err != nil {
@@ -164,7 +165,7 @@ func TestWebAppInChromium(t *testing.T) {
 
 	// The protected site now answers this browser.
 	var body string
-	if err := chromedp.Run(ctx, chromedp.Navigate("http://[::1]:9081/"), chromedp.Text("body", &body, chromedp.ByQuery)); err != nil {
+	if err := chromedp.Run(ctx, chromedp.Navigate(fmt.Sprintf("http://[::1]:%d/", secondSitePort)), chromedp.Text("body", &body, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(body, privateBody) {

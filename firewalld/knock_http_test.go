@@ -11,25 +11,32 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	_ "github.com/caddy-knocker/knocker"
 	"github.com/caddy-knocker/knocker/firewalld"
+	"github.com/caddy-knocker/knocker/internal/testcaddy"
+	"github.com/caddy-knocker/knocker/internal/testports"
 )
 
-// Ports of this test binary's in-process Caddy, apart from the root
-// package's (2999, 9080) so that packages may test in parallel.
+// httpPort is the knock site's port in this test process's Caddy, chosen
+// free once per process (see internal/testcaddy).
+var httpPort = sync.OnceValue(func() int {
+	port, err := testports.Port()
+	if err != nil {
+		panic(err)
+	}
+	return port
+})
+
 const (
-	adminPort = 3999
-	httpPort  = 9180
-	adminKey  = "firewalld-test-admin-0123456789abcdef"
-	listen    = 2222 // the monitored port, listened on in the firewall namespace
-	clientA   = "203.0.113.5"
-	clientB   = "203.0.113.6"
+	adminKey = "firewalld-test-admin-0123456789abcdef"
+	listen   = 2222 // the monitored port, listened on in the firewall namespace
+	clientA  = "203.0.113.5"
+	clientB  = "203.0.113.6"
 )
 
 func loadCaddy(t *testing.T, dir, firewalldBlock string) {
@@ -52,8 +59,8 @@ func loadCaddy(t *testing.T, dir, firewalldBlock string) {
 http://:%d {
 	knock
 }
-`, adminPort, httpPort, dir, adminKey, firewalldBlock, httpPort)
-	caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort}).InitServer(cfg, "caddyfile")
+`, testcaddy.AdminPort(t), httpPort(), dir, adminKey, firewalldBlock, httpPort())
+	testcaddy.Tester(t).InitServer(cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -62,14 +69,14 @@ http://:%d {
 // stopCaddyApps loads a config without knocker: the firewalld app stops
 // (leaving its rules, as designed) so it cannot react to later tests.
 func stopCaddyApps(t *testing.T) {
-	caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort}).InitServer(fmt.Sprintf(`{
+	testcaddy.Tester(t).InitServer(fmt.Sprintf(`{
 	admin localhost:%d
-}`, adminPort), "caddyfile")
+}`, testcaddy.AdminPort(t)), "caddyfile")
 }
 
 func call(t *testing.T, method, path, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path), strings.NewReader(body))
+	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", httpPort(), path), strings.NewReader(body))
 	req.Header.Set("X-Api-Key", adminKey)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")

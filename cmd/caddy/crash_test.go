@@ -12,8 +12,6 @@ import (
 )
 
 const (
-	crashKnockSite = "http://127.0.0.1:18531"
-	crashGateSite  = "http://127.0.0.1:18532"
 	crashKey       = "crash-test-key-0123456789abcdef"
 	crashRounds    = 20
 	crashKnockers  = 16
@@ -40,14 +38,14 @@ func crashConfig(whitelist string) string {
 		}
 	}
 }
-http://:18531 {
+http://:%d {
 	knock
 }
-http://:18532 {
+http://:%d {
 	knocker
 	respond "admitted"
 }
-`, whitelist, crashKey)
+`, whitelist, crashKey, ports.crashKnock, ports.crashGate)
 }
 
 type ack struct {
@@ -68,7 +66,7 @@ func TestCrashSafety(t *testing.T) {
 	config := writeConfig(t, dir, "crash.Caddyfile", crashConfig(whitelist))
 
 	caddy := startCaddy(t, bin, home, config)
-	caddy.waitUp(t, crashKnockSite+"/health")
+	caddy.waitUp(t, siteURL(ports.crashKnock)+"/health", siteURL(ports.crashGate)+"/")
 
 	var all []ack
 	checked, statusChecked, connErrors := 0, 0, 0
@@ -95,7 +93,7 @@ func TestCrashSafety(t *testing.T) {
 					}
 					ip := fmt.Sprintf("10.%d.%d.%d", round, g*16+n/256, n%256)
 					ttl := 86400 + round*100000 + g*5000 + n // distinct expiries
-					code, ans, err := knockAs(client, crashKnockSite, crashKey, ip, ttl)
+					code, ans, err := knockAs(client, siteURL(ports.crashKnock), crashKey, ip, ttl)
 					mu.Lock()
 					switch {
 					case err != nil:
@@ -134,7 +132,7 @@ func TestCrashSafety(t *testing.T) {
 
 		// Restart on the same files: it must start.
 		caddy = startCaddy(t, bin, home, config)
-		caddy.waitUp(t, crashKnockSite+"/health")
+		caddy.waitUp(t, siteURL(ports.crashKnock)+"/health", siteURL(ports.crashGate)+"/")
 
 		// Every acknowledged knock of this round is admitted by the gate.
 		client = loadClient()
@@ -146,7 +144,7 @@ func TestCrashSafety(t *testing.T) {
 			go func() {
 				defer fwg.Done()
 				for a := range work {
-					code, body, err := getAs(client, crashGateSite+"/", a.ip)
+					code, body, err := getAs(client, siteURL(ports.crashGate)+"/", a.ip)
 					if err != nil || code != http.StatusOK || body != "admitted" {
 						mu.Lock()
 						failures = append(failures, fmt.Sprintf("%s (acknowledged as %s until %d): %d %q %v", a.ip, a.entry, a.expiresAt, code, body, err))
@@ -176,7 +174,7 @@ func TestCrashSafety(t *testing.T) {
 			sample = append(sample, all[rand.IntN(len(all))])
 		}
 		for _, a := range sample {
-			st, err := statusAs(client, crashKnockSite, a.ip)
+			st, err := statusAs(client, siteURL(ports.crashKnock), a.ip)
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
@@ -186,7 +184,7 @@ func TestCrashSafety(t *testing.T) {
 			statusChecked++
 		}
 		// And a never-knocked address is still denied.
-		if code, _, err := getAs(client, crashGateSite+"/", fmt.Sprintf("10.%d.255.255", round)); err != nil || code != http.StatusUnauthorized {
+		if code, _, err := getAs(client, siteURL(ports.crashGate)+"/", fmt.Sprintf("10.%d.255.255", round)); err != nil || code != http.StatusUnauthorized {
 			t.Fatalf("round %d: never-knocked address: %d %v, want 401", round, code, err)
 		}
 		client.CloseIdleConnections()

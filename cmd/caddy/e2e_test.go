@@ -17,12 +17,16 @@ import (
 	"time"
 )
 
-// The quickstart's demo key and sites (examples/quickstart.Caddyfile).
+// The quickstart's demo key and greeting (examples/quickstart.Caddyfile).
 const (
-	demoKey    = "quickstart-demo-key-localhost-only"
-	baseURL    = "http://localhost:8080" // knock site
-	privateURL = "http://localhost:8081" // protected site
-	greeting   = "Hello, knocked-in friend!"
+	demoKey  = "quickstart-demo-key-localhost-only"
+	greeting = "Hello, knocked-in friend!"
+)
+
+// The quickstart's sites, on this test process's ports (see quickstartConfig).
+var (
+	baseURL    string // knock site, localhost:8080 in the example
+	privateURL string // protected site, localhost:8081 in the example
 )
 
 // caddyBinary returns the binary under test: KNOCKER_E2E_CADDY (the test
@@ -57,6 +61,8 @@ func startCaddy(t *testing.T, bin, home, config string) *caddyProcess {
 		}
 	}
 	cmd.Env = append(cmd.Env,
+		// the admin endpoint of configs that do not set one (the quickstart)
+		fmt.Sprintf("CADDY_ADMIN=localhost:%d", ports.defaultAdmin),
 		"XDG_DATA_HOME="+filepath.Join(home, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(home, "config"))
 	p := &caddyProcess{cmd: cmd, output: new(bytes.Buffer), done: make(chan error, 1)}
@@ -122,12 +128,9 @@ func clientVia(ip string) *http.Client {
 func TestQuickstartEndToEnd(t *testing.T) {
 	bin := caddyBinary(t)
 	home := t.TempDir()
-	config, err := filepath.Abs("../../examples/quickstart.Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
+	config := quickstartConfig(t)
 	caddy := startCaddy(t, bin, home, config)
-	caddy.waitUp(t, baseURL+"/health")
+	caddy.waitUp(t, baseURL+"/health", privateURL+"/")
 
 	v4, v6 := clientVia("127.0.0.1"), clientVia("::1")
 	if status, page := get(t, v4, baseURL+"/"); status != http.StatusOK || !strings.Contains(page, "<title>Knocker</title>") {
@@ -161,7 +164,7 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	<-caddy.done
 	caddy.done <- nil
 	restarted := startCaddy(t, bin, home, config)
-	restarted.waitUp(t, baseURL+"/health")
+	restarted.waitUp(t, baseURL+"/health", privateURL+"/")
 	for name, c := range map[string]*http.Client{"IPv4": v4, "IPv6": v6} {
 		if status, page := get(t, c, privateURL+"/"); status != http.StatusOK || page != greeting {
 			t.Fatalf("%s after kill -9 and restart: %d %q", name, status, page)
@@ -180,10 +183,10 @@ func TestQuickstartEndToEnd(t *testing.T) {
 		}
 	}
 }
-http://localhost:8089 {
+http://localhost:%d {
 	knocker
 }
-`, filepath.Join(home, "data", "caddy", "knocker", "whitelist.json"))
+`, filepath.Join(home, "data", "caddy", "knocker", "whitelist.json"), ports.second)
 	if err := os.WriteFile(second, []byte(secondConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,60 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testports"
 )
+
+// ports are this test process's, chosen free in TestMain so that test runs
+// in parallel on one machine never share one (see internal/testcaddy).
+var ports struct {
+	defaultAdmin             int // CADDY_ADMIN for configs without an admin address
+	quickstart, quickstartPv int // the quickstart's 8080 and 8081
+	second                   int // the e2e test's second Caddy
+	crashKnock, crashGate    int
+	reloadAdminPort          int
+	reloadKnock, reloadGate  int
+}
+
+func TestMain(m *testing.M) {
+	p, err := testports.Ports(9)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ports.defaultAdmin, ports.quickstart, ports.quickstartPv, ports.second = p[0], p[1], p[2], p[3]
+	ports.crashKnock, ports.crashGate = p[4], p[5]
+	ports.reloadAdminPort, ports.reloadKnock, ports.reloadGate = p[6], p[7], p[8]
+	baseURL = fmt.Sprintf("http://localhost:%d", ports.quickstart)
+	privateURL = fmt.Sprintf("http://localhost:%d", ports.quickstartPv)
+	os.Exit(m.Run())
+}
+
+// siteURL is the URL of a test site on port of 127.0.0.1.
+func siteURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
+
+// reloadAdmin is the reload test's admin address.
+func reloadAdmin() string { return fmt.Sprintf("127.0.0.1:%d", ports.reloadAdminPort) }
+
+// quickstartConfig writes examples/quickstart.Caddyfile, with its ports
+// 8080 and 8081 moved to this process's, into a temp dir and returns the
+// copy's path. Nothing else changes; the admin endpoint comes from
+// CADDY_ADMIN (startCaddy).
+func quickstartConfig(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../examples/quickstart.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	for from, to := range map[string]string{"localhost:8080 {": baseURL, "localhost:8081 {": privateURL} {
+		if n := strings.Count(text, "http://"+from); n != 1 {
+			t.Fatalf("the quickstart has %d site blocks http://%s, want 1: update this test with it", n, from)
+		}
+		text = strings.Replace(text, "http://"+from, to+" {", 1)
+	}
+	return writeConfig(t, t.TempDir(), "quickstart.Caddyfile", text)
+}
 
 // Helpers for the reliability tests (crash_test.go, reload_test.go): they
 // talk to a Caddy whose servers trust 127.0.0.1 as a proxy, so every request
@@ -118,10 +171,22 @@ func statusAs(c *http.Client, knockSite, ip string) (knockStatus, error) {
 	return st, nil
 }
 
-// waitUp polls url (expecting 200) until Caddy answers, failing the test if
-// the process exits first or nothing answers within 30 s. The output is
-// logged by startCaddy's cleanup when the test fails.
-func (p *caddyProcess) waitUp(t *testing.T, url string) {
+// waitUp polls health (expecting 200) and then each of sites (expecting any
+// HTTP answer) until Caddy answers, failing the test if the process exits
+// first or nothing answers within 30 s. Caddy binds one server's listeners
+// after another and serves each as soon as it is bound, so a config with
+// several sites is up only once every site answers. The output is logged by
+// startCaddy's cleanup when the test fails.
+func (p *caddyProcess) waitUp(t *testing.T, health string, sites ...string) {
+	t.Helper()
+	p.waitAnswer(t, health, http.StatusOK)
+	for _, url := range sites {
+		p.waitAnswer(t, url, 0)
+	}
+}
+
+// waitAnswer is waitUp for one url; status 0 accepts any status.
+func (p *caddyProcess) waitAnswer(t *testing.T, url string, status int) {
 	t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
@@ -134,7 +199,7 @@ func (p *caddyProcess) waitUp(t *testing.T, url string) {
 		}
 		if resp, err := c.Get(url); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if status == 0 || resp.StatusCode == status {
 				return
 			}
 		}

@@ -15,9 +15,6 @@ import (
 )
 
 const (
-	reloadAdmin     = "127.0.0.1:18539"
-	reloadKnockSite = "http://127.0.0.1:18537"
-	reloadGateSite  = "http://127.0.0.1:18538"
 	reloadStableKey = "reload-stable-key-0123456789abcdef"
 	reloadCount     = 50
 	reloadWarm      = 5 // reloads before the baseline is taken
@@ -68,23 +65,23 @@ func reloadConfig(whitelist string, i int) string {
 		}
 	}
 }
-http://:18537 {
+http://:%d {
 	knock {
 %s	}
 }
-http://:18538 {
+http://:%d {
 	knocker {
 %s	}
 	respond "admitted"
 }
-`, reloadAdmin, whitelist, 100000+1000*(i%5), reloadStableKey, keys.String(),
-		30+i%4*10, 5+i%3, 10+i%7, verify, gate)
+`, reloadAdmin(), whitelist, 100000+1000*(i%5), reloadStableKey, keys.String(),
+		30+i%4*10, 5+i%3, 10+i%7, ports.reloadKnock, verify, ports.reloadGate, gate)
 }
 
 // caddyResources reads the goroutine count (admin pprof) and open fds of pid.
 func caddyResources(t *testing.T, admin *http.Client, pid int) (goroutines, fds int) {
 	t.Helper()
-	resp, err := admin.Get("http://" + reloadAdmin + "/debug/pprof/goroutine?debug=1")
+	resp, err := admin.Get("http://" + reloadAdmin() + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +119,7 @@ func TestReloadStorm(t *testing.T) {
 	home, dir := t.TempDir(), t.TempDir()
 	whitelist := filepath.Join(dir, "whitelist.json")
 	caddy := startCaddy(t, bin, home, writeConfig(t, dir, "reload.Caddyfile", reloadConfig(whitelist, 0)))
-	caddy.waitUp(t, reloadKnockSite+"/health")
+	caddy.waitUp(t, siteURL(ports.reloadKnock)+"/health", siteURL(ports.reloadGate)+"/")
 	admin := &http.Client{Timeout: 60 * time.Second}
 
 	// Grants made before the storm (long TTLs), and addresses never granted.
@@ -130,7 +127,7 @@ func TestReloadStorm(t *testing.T) {
 	var granted, never []string
 	for i := 0; i < 32; i++ {
 		ip := fmt.Sprintf("10.1.0.%d", i+1)
-		if code, _, err := knockAs(setup, reloadKnockSite, reloadStableKey, ip, 86400); err != nil || code != http.StatusOK {
+		if code, _, err := knockAs(setup, siteURL(ports.reloadKnock), reloadStableKey, ip, 86400); err != nil || code != http.StatusOK {
 			t.Fatalf("pre-storm knock for %s: %d %v", ip, code, err)
 		}
 		granted = append(granted, ip)
@@ -184,9 +181,9 @@ func TestReloadStorm(t *testing.T) {
 					if allowed {
 						ip = granted[n/2%len(granted)]
 					}
-					url := reloadGateSite + "/app/page"
+					url := siteURL(ports.reloadGate) + "/app/page"
 					if n%3 == 0 {
-						url = reloadKnockSite + "/verify"
+						url = siteURL(ports.reloadKnock) + "/verify"
 					}
 					code, _, err := getAs(client, url, ip)
 					verifyReqs.Add(1)
@@ -215,7 +212,7 @@ func TestReloadStorm(t *testing.T) {
 					}
 					n := nextKnock.Add(1)
 					ip := fmt.Sprintf("10.200.%d.%d", n/256, n%256)
-					code, ans, err := knockAs(client, reloadKnockSite, reloadStableKey, ip, 86400+int(n))
+					code, ans, err := knockAs(client, siteURL(ports.reloadKnock), reloadStableKey, ip, 86400+int(n))
 					knocks.Add(1)
 					if err != nil {
 						connErr("knock", err)
@@ -240,7 +237,7 @@ func TestReloadStorm(t *testing.T) {
 	}
 	reload := func(i int) {
 		t.Helper()
-		resp, err := admin.Post("http://"+reloadAdmin+"/load", "text/caddyfile", strings.NewReader(reloadConfig(whitelist, i)))
+		resp, err := admin.Post("http://"+reloadAdmin()+"/load", "text/caddyfile", strings.NewReader(reloadConfig(whitelist, i)))
 		if err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
@@ -287,9 +284,9 @@ func TestReloadStorm(t *testing.T) {
 	check := loadClient()
 	lost := 0
 	for ip, exp := range grants {
-		code, _, err := getAs(check, reloadGateSite+"/app/page", ip)
-		vcode, _, verr := getAs(check, reloadKnockSite+"/verify", ip)
-		st, serr := statusAs(check, reloadKnockSite, ip)
+		code, _, err := getAs(check, siteURL(ports.reloadGate)+"/app/page", ip)
+		vcode, _, verr := getAs(check, siteURL(ports.reloadKnock)+"/verify", ip)
+		st, serr := statusAs(check, siteURL(ports.reloadKnock), ip)
 		if err != nil || code != http.StatusOK || verr != nil || vcode != http.StatusOK || serr != nil || st.ExpiresAt == nil || *st.ExpiresAt != exp {
 			lost++
 			if lost <= 10 {

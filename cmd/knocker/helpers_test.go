@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testports"
 )
 
 // The keys the test Caddys accept; random per run, so that a search of the
@@ -104,26 +106,6 @@ func caddyBinary(t *testing.T) string {
 	return caddyBin
 }
 
-// freePort returns a TCP port free on both 127.0.0.1 and ::1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		l4, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l4.Addr().(*net.TCPAddr).Port
-		l6, err := net.Listen("tcp6", fmt.Sprintf("[::1]:%d", port))
-		l4.Close()
-		if err == nil {
-			l6.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free on both 127.0.0.1 and ::1")
-	return 0
-}
-
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -157,7 +139,11 @@ func startCaddy(t *testing.T, config string) (*caddyServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &caddyServer{direct: freePort(t), proxied: freePort(t), out: new(lockedBuffer)}
+	ports, err := testports.Ports(2)
+	if err != nil {
+		return nil, err
+	}
+	s := &caddyServer{direct: ports[0], proxied: ports[1], out: new(lockedBuffer)}
 	path := filepath.Join(home, "Caddyfile")
 	if err := os.WriteFile(path, fmt.Appendf(nil, config, s.direct, s.proxied), 0o600); err != nil {
 		return nil, err
@@ -183,24 +169,36 @@ func startCaddy(t *testing.T, config string) (*caddyServer, error) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+	// Caddy serves each listener as soon as it is bound, one after
+	// another: it is up once every one answers.
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(testTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return nil, fmt.Errorf("caddy exited before serving:\n%s", s.out)
-		default:
-		}
-		if resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/health", s.direct)); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	urls := []string{fmt.Sprintf("http://127.0.0.1:%d/health", s.direct), fmt.Sprintf("http://[::1]:%d/health", s.direct)}
+	if strings.Contains(config, "%[2]d {") { // the proxied site
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/health", s.proxied))
 	}
-	s.stop()
-	return nil, fmt.Errorf("caddy not healthy within %s:\n%s", testTimeout, s.out)
+	for _, url := range urls {
+		for {
+			select {
+			case <-done:
+				return nil, fmt.Errorf("caddy exited before serving:\n%s", s.out)
+			default:
+			}
+			resp, err := client.Get(url)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				s.stop()
+				return nil, fmt.Errorf("caddy not healthy at %s within %s:\n%s", url, testTimeout, s.out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return s, nil
 }
 
 // The shared Caddy: no rate limit, so that tests cannot disturb each other.
@@ -449,7 +447,7 @@ type xffProxy struct {
 
 func startProxy(t *testing.T, upstreamPort int, addr4, addr6 string) *xffProxy {
 	t.Helper()
-	p := &xffProxy{port: freePort(t), knocks: map[string]int{}}
+	p := &xffProxy{port: testports.FreePort(t), knocks: map[string]int{}}
 	p.addr4.Store(addr4)
 	p.addr6.Store(addr6)
 	target, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", upstreamPort))

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testports"
 )
 
 func wantContains(t *testing.T, what, got string, wants ...string) {
@@ -188,7 +190,7 @@ func respond(status int, header map[string]string, body string) http.HandlerFunc
 func TestExitCodes(t *testing.T) {
 	srv := sharedCaddy(t)
 	direct := fmt.Sprintf("http://127.0.0.1:%d", srv.direct)
-	closed := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	closed := fmt.Sprintf("http://127.0.0.1:%d", testports.FreePort(t))
 
 	// Accepts connections and never answers.
 	silent, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -374,7 +376,7 @@ func TestHTTPSByDefaultAndWireFormat(t *testing.T) {
 func TestPrecedence(t *testing.T) {
 	srv := sharedCaddy(t)
 	good := fmt.Sprintf("http://dualstack.test:%d", srv.direct)
-	bad := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	bad := fmt.Sprintf("http://127.0.0.1:%d", testports.FreePort(t))
 	const wrong = "wrong-key-0123456789"
 	cfgHome := t.TempDir()
 	dir := t.TempDir()

@@ -1,0 +1,86 @@
+// Package testcaddy runs caddytest's in-process Caddy on this process's own
+// admin port (see internal/testports for why no port may be fixed).
+//
+// Only tests import this package.
+package testcaddy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/caddy-knocker/knocker/internal/testports"
+)
+
+var admin struct {
+	once sync.Once
+	port int
+	err  error
+}
+
+// AdminPort is the admin port of this process's in-process Caddy (the one
+// caddytest starts), chosen on first use and kept for the process's life.
+func AdminPort(tb testing.TB) int {
+	tb.Helper()
+	admin.once.Do(func() { admin.port, admin.err = testports.Port() })
+	if admin.err != nil {
+		tb.Fatal(admin.err)
+	}
+	return admin.port
+}
+
+// Tester returns a caddytest tester for this process's in-process Caddy.
+// Every config loaded through it must name the same admin address,
+// localhost:AdminPort, or Caddy moves its admin endpoint away from the
+// tester.
+func Tester(tb testing.TB) *caddytest.Tester {
+	tb.Helper()
+	return caddytest.NewTester(tb).WithDefaultOverrides(caddytest.Config{AdminPort: AdminPort(tb)})
+}
+
+// AssertLoadError loads rawConfig (of the given adapter type) into this
+// process's Caddy and fails the test unless Caddy refuses it with an error
+// containing want. It is caddytest.AssertLoadError on this process's admin
+// port; the running config stays as it was.
+func AssertLoadError(tb testing.TB, rawConfig, configType, want string) {
+	tb.Helper()
+	port := AdminPort(tb)
+	if !adminAnswers(port) { // start the in-process Caddy first
+		Tester(tb).InitServer(fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", port), "caddyfile")
+	}
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", port), strings.NewReader(rawConfig))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/"+configType)
+	if configType == "json" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		tb.Fatalf("loading the config: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		tb.Fatalf("Caddy loaded a config it should refuse with %q", want)
+	}
+	if !strings.Contains(string(body), want) {
+		tb.Errorf("expected error %q but got %d %s", want, resp.StatusCode, body)
+	}
+}
+
+func adminAnswers(port int) bool {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://localhost:%d/config/", port))
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
