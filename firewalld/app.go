@@ -14,7 +14,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/godbus/dbus/v5"
 	"go.uber.org/zap"
 
 	"github.com/caddy-knocker/knocker/store"
@@ -54,7 +53,7 @@ type App struct {
 	ctx     caddy.Context
 	handoff *Handoff
 	source  Whitelist
-	dial    func() (*dbus.Conn, error) // nil: the system bus
+	bus     string // D-Bus address; "": the system bus
 
 	*lifecycle // behind a pointer so that App stays copyable
 }
@@ -209,7 +208,13 @@ func (a *App) Start() error {
 	if statePath == "" {
 		statePath = defaultStatePath(src.WhitelistPath())
 	}
-	r := newReconciler(a.cfg, a.logger, st, statePath, a.dial)
+	bus := a.bus
+	if bus == "" {
+		if bus, err = systemBusAddress(); err != nil {
+			return fmt.Errorf("firewalld: %w", err)
+		}
+	}
+	r := newReconciler(a.cfg, a.logger, st, statePath, bus)
 	if err := r.start(); err != nil {
 		return err // Caddy prefixes "knocker_firewalld app module: start:"
 	}
@@ -252,7 +257,7 @@ func (a *App) PrepareGrant(ctx context.Context, p netip.Prefix, expires int64) (
 	if err := store.CanonicalPrefix(p); err != nil {
 		return nil, err
 	}
-	noteOpened(p) // before the rules exist: see recentOpens
+	r.sh.noteOpened(p) // before the rules exist: see shared.recent
 	if err := r.submit(ctx, func(ctx context.Context) error { return r.openGrant(ctx, p, expires) }); err != nil {
 		return nil, fmt.Errorf("firewalld: opening ports for %s: %w", store.FormatPrefix(p), err)
 	}

@@ -3,6 +3,8 @@ package firewalld
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -37,16 +39,43 @@ type client struct {
 	conn *dbus.Conn
 }
 
-// dialSystemBus opens a private connection to the system bus; it honours
-// DBUS_SYSTEM_BUS_ADDRESS. Never dbus.SystemBus(): that connection is
-// shared process-wide and must not be closed by a module.
-func dialSystemBus() (*dbus.Conn, error) {
-	conn, err := dbus.ConnectSystemBus()
+// systemBusAddress is the D-Bus system bus's address, as dbus.SystemBus
+// finds it: DBUS_SYSTEM_BUS_ADDRESS, else the standard socket on Linux.
+func systemBusAddress() (string, error) {
+	return systemBusAddressOn(runtime.GOOS, os.Getenv("DBUS_SYSTEM_BUS_ADDRESS"))
+}
+
+func systemBusAddressOn(goos, env string) (string, error) {
+	switch {
+	case env != "":
+		return env, nil
+	case goos == "linux":
+		return "unix:path=/var/run/dbus/system_bus_socket", nil
+	}
+	return "", fmt.Errorf("firewalld runs on Linux; there is no D-Bus system bus on %s (set DBUS_SYSTEM_BUS_ADDRESS to reach one)", goos)
+}
+
+// dialBus opens a private connection to the bus at addr. Never
+// dbus.SystemBus(): that connection is shared process-wide and must not be
+// closed by a module.
+func dialBus(addr string) (*dbus.Conn, error) {
+	conn, err := dbus.Connect(addr)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the D-Bus system bus: %w", err)
+		return nil, fmt.Errorf("connecting to the D-Bus system bus at %s: %w", addr, err)
 	}
 	return conn, nil
 }
+
+// dialSystemBus opens a private connection to the system bus.
+func dialSystemBus() (*dbus.Conn, error) {
+	addr, err := systemBusAddress()
+	if err != nil {
+		return nil, err
+	}
+	return dialBus(addr)
+}
+
+func (r *reconciler) dial() (*dbus.Conn, error) { return dialBus(r.bus) }
 
 func (c *client) close() error { return c.conn.Close() }
 

@@ -315,3 +315,26 @@ func TestPrepareGrantFailsClosed(t *testing.T) {
 		t.Errorf("Cleanup without Start: %v", err)
 	}
 }
+
+// Where there is no system bus, Start says why instead of dialling a socket
+// that cannot exist.
+func TestSystemBusAddress(t *testing.T) {
+	for _, tc := range []struct{ goos, env, want, wantErr string }{
+		{"linux", "", "unix:path=/var/run/dbus/system_bus_socket", ""},
+		{"linux", "unix:path=/tmp/bus", "unix:path=/tmp/bus", ""},
+		{"windows", "tcp:host=127.0.0.1,port=12434", "tcp:host=127.0.0.1,port=12434", ""},
+		{"windows", "", "", "firewalld runs on Linux; there is no D-Bus system bus on windows"},
+		{"darwin", "", "", "no D-Bus system bus on darwin"},
+	} {
+		got, err := systemBusAddressOn(tc.goos, tc.env)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s, env %q: %q, %v; want an error containing %q", tc.goos, tc.env, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s, env %q: %q, %v; want %q", tc.goos, tc.env, got, err, tc.want)
+		}
+	}
+}

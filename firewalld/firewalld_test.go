@@ -29,8 +29,17 @@ func useZones(t *testing.T, zones ...string) {
 	needSandbox(t)
 	for _, z := range zones {
 		resetZone(t, z)
-		t.Cleanup(func() { resetZone(t, z) })
 	}
+	// Registered first, so it runs after the test's own cleanups: an App
+	// still running then would change rules under the next test.
+	t.Cleanup(func() {
+		if n := runningApps(); n > 0 {
+			t.Errorf("%d firewalld App(s) still run on the sandbox bus after the test: a test must stop the Apps it starts", n)
+		}
+		for _, z := range zones {
+			resetZone(t, z)
+		}
+	})
 }
 
 func sorted(list ...string) []string {
@@ -563,9 +572,10 @@ func TestUndo(t *testing.T) {
 	idle(t, a)
 	waitRules(t, time.Second, "dmz", dropV4, dropV6, acceptText(t, "198.51.100.2", tcp(2222)))
 	exp := time.Now().Add(time.Hour).Unix()
-	firewall.mu.Lock()
-	placed := placementsOf(mustPrefix(t, "198.51.100.2"))
-	firewall.mu.Unlock()
+	sh := a.reconciler().sh
+	sh.mu.Lock()
+	placed := sh.placementsOf(mustPrefix(t, "198.51.100.2"))
+	sh.mu.Unlock()
 	for at, e := range placed {
 		if e < exp-5 || e > exp+5 {
 			t.Errorf("after undo %s expires at %d, want the stored %d", at.rule, e, exp)
@@ -620,7 +630,7 @@ func TestStartFailsWithoutFirewalld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.dial = func() (*dbus.Conn, error) { return dbus.Connect(addr) }
+	a.bus = addr
 	err = a.Start()
 	if err == nil {
 		a.Stop()

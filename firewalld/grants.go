@@ -13,7 +13,7 @@ import (
 	"github.com/caddy-knocker/knocker/store"
 )
 
-// Everything here runs on a reconciler's worker with firewall.mu held.
+// Everything here runs on a reconciler's worker with r.sh.mu held.
 
 // ruleTimeout converts an expiry into firewalld's timeout: whole seconds
 // left, clamped to int32. 0 means expired (firewalld would read 0 as
@@ -74,7 +74,7 @@ func (r *reconciler) putRule(ctx context.Context, c *client, p netip.Prefix, at 
 	if ttl == 0 {
 		return r.removeRule(ctx, c, p, at)
 	}
-	if _, known := placedExpiry(p, at); known {
+	if _, known := r.sh.placedExpiry(p, at); known {
 		if err := r.removeRule(ctx, c, p, at); err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (r *reconciler) putRule(ctx context.Context, c *client, p netip.Prefix, at 
 	if err != nil {
 		return err
 	}
-	setPlaced(p, at, expires)
+	r.sh.setPlaced(p, at, expires)
 	return nil
 }
 
@@ -98,7 +98,7 @@ func (r *reconciler) removeRule(ctx context.Context, c *client, p netip.Prefix, 
 	if err := ignore(c.removeRuntimeRule(ctx, at.zone, at.rule), ErrNotEnabled); err != nil {
 		return err
 	}
-	forgetPlaced(p, at)
+	r.sh.forgetPlaced(p, at)
 	return nil
 }
 
@@ -129,11 +129,11 @@ func (r *reconciler) closeGrant(ctx context.Context, p netip.Prefix) error {
 	}
 	now := time.Now().Unix()
 	var errs []error
-	for at, expires := range placementsOf(p) {
+	for at, expires := range r.sh.placementsOf(p) {
 		if expires < now-2 {
 			// firewalld's own timer has removed it already; asking
 			// again would only make firewalld log NOT_ENABLED.
-			forgetPlaced(p, at)
+			r.sh.forgetPlaced(p, at)
 			continue
 		}
 		if err := r.removeRule(ctx, c, p, at); err != nil {
@@ -147,7 +147,7 @@ func (r *reconciler) closeGrant(ctx context.Context, p netip.Prefix) error {
 // placed with this expiry.
 func (r *reconciler) isOpen(p netip.Prefix, expires int64) bool {
 	for _, at := range r.placementsFor(p) {
-		if e, ok := placedExpiry(p, at); !ok || e != expires {
+		if e, ok := r.sh.placedExpiry(p, at); !ok || e != expires {
 			return false
 		}
 	}
@@ -188,7 +188,7 @@ func (r *reconciler) handlePending(p netip.Prefix, op pendingOp) {
 		}
 	case r.isOpen(p, target):
 		// The usual case: PrepareGrant did it.
-	case r.superseded() && !op.fromStore:
+	case r.sh.superseded(r) && !op.fromStore:
 		// The newest configuration opens rules for store events; an
 		// undo is this configuration's own business.
 	default:
@@ -196,7 +196,7 @@ func (r *reconciler) handlePending(p netip.Prefix, op pendingOp) {
 			log.Error("opening accept rules for a stored grant", zap.Error(err))
 		}
 	}
-	if op.verify && !r.superseded() {
+	if op.verify && !r.sh.superseded(r) {
 		r.reviveRules(ctx, p, now)
 	}
 }
@@ -225,7 +225,7 @@ func (r *reconciler) reviveRules(ctx context.Context, p netip.Prefix, now int64)
 	if err != nil {
 		return
 	}
-	for at, expires := range placementsOf(p) {
+	for at, expires := range r.sh.placementsOf(p) {
 		if expires-now < 2 { // expiring anyway
 			continue
 		}
@@ -233,7 +233,7 @@ func (r *reconciler) reviveRules(ctx context.Context, p netip.Prefix, now int64)
 		if err != nil || present {
 			continue
 		}
-		forgetPlaced(p, at)
+		r.sh.forgetPlaced(p, at)
 		if err := r.putRule(ctx, c, p, at, expires); err != nil {
 			r.log.Error("re-adding accept rule firewalld dropped early", zap.String("zone", at.zone),
 				zap.String("rule", at.rule), zap.Error(err))

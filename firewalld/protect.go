@@ -16,7 +16,7 @@ import (
 // in the permanent configuration and, mirrored, at runtime. Mirroring
 // instead of reloading keeps what a reload would wipe: the grants' timed
 // accepts and the administrator's own runtime-only changes (fail2ban's
-// bans, say). The caller holds firewall.mu.
+// bans, say). The caller holds r.sh.mu.
 func (r *reconciler) protect(ctx context.Context) error {
 	c, err := r.client()
 	if err != nil {

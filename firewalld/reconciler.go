@@ -24,7 +24,9 @@ type reconciler struct {
 	log       *zap.Logger
 	store     *store.Store
 	statePath string
-	dial      func() (*dbus.Conn, error)
+	bus       string  // D-Bus address of firewalld's bus
+	sh        *shared // what the Apps on bus share; held until stop
+	release   sync.Once
 
 	ctx    context.Context // cancelled by stop
 	cancel context.CancelFunc
@@ -46,13 +48,13 @@ type reconciler struct {
 	unsubscribe func()
 }
 
-func newReconciler(cfg settings, log *zap.Logger, st *store.Store, statePath string, dial func() (*dbus.Conn, error)) *reconciler {
+// newReconciler returns a reconciler for the firewalld on bus; the caller
+// must start it (start stops it again on failure) or stop it.
+func newReconciler(cfg settings, log *zap.Logger, st *store.Store, statePath, bus string) *reconciler {
 	ctx, cancel := context.WithCancel(context.Background())
-	if dial == nil {
-		dial = dialSystemBus
-	}
 	return &reconciler{
-		cfg: cfg, log: log, store: st, statePath: statePath, dial: dial,
+		cfg: cfg, log: log, store: st, statePath: statePath, bus: bus,
+		sh:  acquireShared(bus),
 		ctx: ctx, cancel: cancel,
 		jobs:       make(chan *job, cfg.queueSize),
 		wake:       make(chan struct{}, 1),
@@ -101,12 +103,12 @@ func (r *reconciler) start() (err error) {
 	r.wg.Add(1)
 	go r.watch(signals)
 
-	register(r)
+	r.sh.register(r)
 	// Store events first too: those arriving while the grants are being
 	// restored wait in the pending set and are applied afterwards.
 	r.unsubscribe = r.store.Subscribe(r.onStoreEvent)
 
-	firewall.mu.Lock()
+	r.sh.mu.Lock()
 	err = r.protect(ctx)
 	if err == nil {
 		if err = r.verify(ctx); err != nil {
@@ -122,7 +124,7 @@ func (r *reconciler) start() (err error) {
 			r.log.Error("restoring grants' accept rules", zap.Error(rerr))
 		}
 	}
-	firewall.mu.Unlock()
+	r.sh.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func (r *reconciler) stop() {
 	if r.unsubscribe != nil {
 		r.unsubscribe()
 	}
-	unregister(r)
+	r.sh.unregister(r)
 	r.cancel()
 	r.wg.Wait()
 	select {
@@ -163,6 +165,7 @@ func (r *reconciler) stop() {
 		r.cl = nil
 	}
 	r.clientMu.Unlock()
+	r.release.Do(r.sh.release) // after the worker ended: nothing changes rules now
 }
 
 func (r *reconciler) client() (*client, error) {
@@ -242,43 +245,4 @@ func supportsPriorities(version string) bool {
 	}
 	minor, _ := strconv.Atoi(parts[1])
 	return minor >= 9
-}
-
-// Running reconcilers of this process, oldest first. During a Caddy config
-// reload the new App starts while the old one still runs; only the newest
-// (the last element) re-applies after a firewalld reload or re-adds rules
-// for store events, so two configs never fight over the rules. If the
-// newest stops first (the new config failed to start), the previous one
-// takes over again and resyncs.
-var instances struct {
-	mu   sync.Mutex
-	list []*reconciler
-}
-
-func register(r *reconciler) {
-	instances.mu.Lock()
-	defer instances.mu.Unlock()
-	instances.list = append(instances.list, r)
-}
-
-func unregister(r *reconciler) {
-	instances.mu.Lock()
-	defer instances.mu.Unlock()
-	i := slices.Index(instances.list, r)
-	if i < 0 {
-		return
-	}
-	wasNewest := i == len(instances.list)-1
-	instances.list = slices.Delete(instances.list, i, i+1)
-	if wasNewest && len(instances.list) > 0 {
-		instances.list[len(instances.list)-1].requestResync("newer configuration stopped")
-	}
-}
-
-// superseded reports whether a newer reconciler runs in this process.
-func (r *reconciler) superseded() bool {
-	instances.mu.Lock()
-	defer instances.mu.Unlock()
-	n := len(instances.list)
-	return n > 0 && instances.list[n-1] != r
 }

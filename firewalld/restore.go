@@ -19,7 +19,7 @@ const restoreWindow = 32
 // remaining time and prunes Knocker accept rules no grant explains. A rule
 // that is there already is left alone if this process placed it with the
 // right expiry (a Caddy config reload), else replaced (remove + add: its
-// timeout is unknown). The caller holds firewall.mu.
+// timeout is unknown). The caller holds r.sh.mu.
 func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, err error) {
 	c, err := r.client()
 	if err != nil {
@@ -61,12 +61,12 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 		for _, s := range existing {
 			if rule, ok := parseKnockerRule(s); ok && rule.action == actionAccept {
 				at := placement{z, s}
-				if e, ok := placedExpiry(rule.source, at); ok {
+				if e, ok := r.sh.placedExpiry(rule.source, at); ok {
 					known[at] = e
 				}
 			}
 		}
-		forgetZone(z)
+		r.sh.forgetZone(z)
 		for _, s := range existing {
 			rule, ok := parseKnockerRule(s)
 			if !ok || rule.action != actionAccept {
@@ -74,12 +74,12 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 			}
 			at := placement{z, s}
 			if e, ok := known[at]; ok {
-				setPlaced(rule.source, at, e)
+				r.sh.setPlaced(rule.source, at, e)
 			}
 			if _, ok := wanted[s]; ok {
 				continue
 			}
-			if !stored[rule.source] && recentlyOpened(rule.source) {
+			if !stored[rule.source] && r.sh.recentlyOpened(rule.source) {
 				continue // a knock in flight: its grant is not stored yet
 			}
 			if err := r.removeRule(ctx, c, rule.source, at); err != nil {
@@ -97,7 +97,7 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 		var batchAt []placement
 		for _, s := range order {
 			w, at := wanted[s], placement{z, s}
-			e, known := placedExpiry(w.p, at)
+			e, known := r.sh.placedExpiry(w.p, at)
 			switch {
 			case known && e == w.expires:
 				restored++
@@ -108,7 +108,7 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 				continue
 			}
 			if !known {
-				setPlaced(w.p, at, 0) // present: putRule removes it first
+				r.sh.setPlaced(w.p, at, 0) // present: putRule removes it first
 			}
 			if err := r.putRule(ctx, c, w.p, at, w.expires); err != nil {
 				errs = append(errs, fmt.Errorf("zone %q: %s: %w", z, s, err))
@@ -125,7 +125,7 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 				errs = append(errs, fmt.Errorf("zone %q: %s: %w", z, batchAt[i].rule, err))
 				continue
 			}
-			setPlaced(w.p, batchAt[i], w.expires)
+			r.sh.setPlaced(w.p, batchAt[i], w.expires)
 			restored++
 		}
 	}
@@ -138,7 +138,7 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 // resync re-verifies the zones and re-applies every grant, after firewalld
 // reloaded, restarted, or the connection came back. The worker calls it.
 func (r *reconciler) resync(reason string) {
-	if r.superseded() {
+	if r.sh.superseded(r) {
 		r.log.Debug("resync left to the newer configuration", zap.String("reason", reason))
 		return
 	}
@@ -148,8 +148,8 @@ func (r *reconciler) resync(reason string) {
 	if err == nil {
 		err = r.waitRunning(r.ctx, c, 30*time.Second) // a restart takes a moment
 	}
-	firewall.mu.Lock()
-	defer firewall.mu.Unlock()
+	r.sh.mu.Lock()
+	defer r.sh.mu.Unlock()
 	if err == nil {
 		err = r.protect(r.ctx)
 	}

@@ -207,12 +207,16 @@ func richRules(t testing.TB, zone string, permanent bool) []string {
 
 // resetZone removes every rich rule from zone, permanent and runtime, so
 // that each test starts clean (Stop leaves rules by design), and what the
-// process remembers placing there.
+// Apps running on the sandbox's bus remember placing there.
 func resetZone(t testing.TB, zone string) {
 	t.Helper()
-	firewall.mu.Lock()
-	forgetZone(zone)
-	firewall.mu.Unlock()
+	sharedByBus.Range(func(_, v any) bool {
+		sh := v.(*shared)
+		sh.mu.Lock()
+		sh.forgetZone(zone)
+		sh.mu.Unlock()
+		return true
+	})
 	c, ctx := testClient(t), context.Background()
 	path, err := c.permanentZone(ctx, zone)
 	if err != nil {
@@ -228,6 +232,13 @@ func resetZone(t testing.TB, zone string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// runningApps is the number of firewalld Apps running on the sandbox's bus.
+func runningApps() int {
+	bus, _ := systemBusAddress()
+	n, _ := sharedByBus.References(bus)
+	return n
 }
 
 // waitFor polls cond until it holds or timeout passes; then it fails with

@@ -7,7 +7,7 @@ import (
 )
 
 // One goroutine (work) performs every firewalld change of a reconciler,
-// each holding firewall.mu, so that no two changes (of this or another
+// each holding r.sh.mu, so that no two changes (of this or another
 // App in the process) ever interleave. It takes three kinds of work:
 //
 //   - jobs: PrepareGrant's rule changes, on a bounded queue; when it is
@@ -122,9 +122,9 @@ func (r *reconciler) runJob(j *job) {
 	}
 	ctx, cancel := context.WithCancel(j.ctx)
 	stop := context.AfterFunc(r.ctx, cancel)
-	firewall.mu.Lock()
+	r.sh.mu.Lock()
 	err := j.run(ctx)
-	firewall.mu.Unlock()
+	r.sh.mu.Unlock()
 	stop()
 	cancel()
 	j.done <- err
@@ -153,9 +153,9 @@ func (r *reconciler) drain() {
 		case reason != "":
 			r.resync(reason)
 		case found:
-			firewall.mu.Lock()
+			r.sh.mu.Lock()
 			r.handlePending(p, op)
-			firewall.mu.Unlock()
+			r.sh.mu.Unlock()
 		default:
 			return
 		}
