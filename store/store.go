@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,7 +84,7 @@ type Store struct {
 	stopSweep     chan struct{}
 	sweepDone     chan struct{}
 	committerDone chan struct{}
-	lock          *os.File
+	lock          io.Closer // the inter-process lock; Close releases it
 
 	broken atomic.Bool // the journal must be replaced before the next append
 
@@ -314,13 +315,6 @@ func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
 	return s.subs.add(fn)
 }
 
-// Access modes for syscall.Access.
-const (
-	accessR = 0x4
-	accessW = 0x2
-	accessX = 0x1
-)
-
 // Check reports whether the store can accept writes: it is open, its journal
 // is usable, and the directory (and the snapshot file, if present) allow the
 // needed access. It performs no writes, so it is cheap enough for /ready.
@@ -331,10 +325,10 @@ func (s *Store) Check() error {
 	if s.broken.Load() {
 		return fmt.Errorf("store: journal %s could not be rolled back after a write failure; the next write will try to rewrite the snapshot", s.journalPath)
 	}
-	if err := syscall.Access(s.dir, accessW|accessX); err != nil {
+	if err := dirWritable(s.dir); err != nil {
 		return fmt.Errorf("store: directory %s is not writable: %w", s.dir, err)
 	}
-	if err := syscall.Access(s.path, accessR|accessW); err != nil && !errors.Is(err, syscall.ENOENT) {
+	if err := fileReadWritable(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: whitelist file %s is not readable and writable: %w", s.path, err)
 	}
 	return nil

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command knocker-bench is the load benchmark of Knocker for Caddy (issue 5).
 //
 // It starts a Caddy binary built with the plugin on loopback only, drives it
