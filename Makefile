@@ -1,5 +1,5 @@
 # Development shortcuts. See README.md.
-.PHONY: run test bench
+.PHONY: run test test-parallel bench
 
 # The README quickstart: Caddy with the plugin on localhost.
 run:
@@ -8,6 +8,10 @@ run:
 # Every test, as CI runs it.
 test:
 	scripts/test.sh
+
+# Two test runs at once on this machine, 5 rounds: they must not meet.
+test-parallel:
+	scripts/parallel-runs.sh
 
 # The load benchmark: writes BENCHMARKS.md and BENCHMARKS.svg (knobs: scripts/bench.sh).
 bench:
