@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -430,6 +431,57 @@ func TestGrantsSurviveRestartAndReload(t *testing.T) {
 	h = startCaddyIn(t, dir, "", defaultSite)
 	if h.gate("203.0.113.110") != 200 || h.gate("198.51.100.9") != 200 || h.gate("203.0.113.112") != 401 {
 		t.Fatal("grants lost across restart")
+	}
+}
+
+// A reload that Caddy refuses (here: a site on a port in use) changes
+// nothing shared: the running config's max_entries and cleanup_interval
+// stay. Apps start in random order, so the failing reload is tried several
+// times; before the fix most tries left max_entries 3 on the store.
+func TestFailedReloadChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	h := startCaddyIn(t, dir, "", defaultSite)
+	var knocked []string
+	knockOne := func() {
+		ip := fmt.Sprintf("198.51.100.%d", len(knocked)+1)
+		expectStatus(t, h.knock("203.0.113.120", adminSecret, `{"ip_address":"`+ip+`"}`), 200, "knock "+ip)
+		knocked = append(knocked, ip)
+	}
+	for range 10 {
+		knockOne()
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0") // no SO_REUSEPORT: Caddy cannot share it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := config(t, dir, "max_entries 3\n\t\tcleanup_interval 1s", defaultSite,
+		fmt.Sprintf("http://%s {\n\trespond ok\n}", busy.Addr()))
+	for range 8 {
+		testcaddy.AssertLoadError(t, bad, "caddyfile", "address already in use")
+		knockOne()
+	}
+	for _, ip := range knocked {
+		if got := h.gate(ip); got != 200 {
+			t.Errorf("%s after failed reloads: %d, want 200 (evicted by the refused config's max_entries 3)", ip, got)
+		}
+	}
+	path := filepath.Join(dir, "state", "whitelist.json")
+	stores.Range(func(k, v any) bool {
+		if k == path {
+			if got := v.(pooledStore).CleanupInterval(); got != defaultCleanupInterval {
+				t.Errorf("sweep interval after failed reloads: %v, want the running config's %v", got, defaultCleanupInterval)
+			}
+		}
+		return true
+	})
+	stopKnocker(t)
+	var snapshot map[string]int64
+	if err := json.Unmarshal([]byte(h.readFile("state/whitelist.json")), &snapshot); err != nil {
+		t.Fatal(err)
+	}
+	if len(snapshot) != len(knocked) {
+		t.Fatalf("whitelist holds %d entries, want %d", len(snapshot), len(knocked))
 	}
 }
 

@@ -97,6 +97,53 @@ const limiterKey = "knock"
 
 type pooledStore struct{ *store.Store }
 
+// sweeps holds, per whitelist path, the cleanup_interval of every config
+// holding the store. The store sweeps at the shortest of them, and a config
+// stops counting when it is cleaned up: a reload that fails (Caddy rolls
+// back to the running config) leaves the running config's interval.
+var sweeps struct {
+	mu     sync.Mutex
+	byPath map[string]map[*appState]time.Duration
+}
+
+// holdSweep records holder's interval for path and applies the shortest
+// one held to s.
+func holdSweep(path string, holder *appState, interval time.Duration, s *store.Store) {
+	sweeps.mu.Lock()
+	defer sweeps.mu.Unlock()
+	if sweeps.byPath == nil {
+		sweeps.byPath = map[string]map[*appState]time.Duration{}
+	}
+	if sweeps.byPath[path] == nil {
+		sweeps.byPath[path] = map[*appState]time.Duration{}
+	}
+	sweeps.byPath[path][holder] = interval
+	s.SetCleanupInterval(shortestSweep(path))
+}
+
+// releaseSweep forgets holder's interval for path and applies the shortest
+// of those still held to s.
+func releaseSweep(path string, holder *appState, s *store.Store) {
+	sweeps.mu.Lock()
+	defer sweeps.mu.Unlock()
+	delete(sweeps.byPath[path], holder)
+	if len(sweeps.byPath[path]) == 0 {
+		delete(sweeps.byPath, path)
+		return
+	}
+	s.SetCleanupInterval(shortestSweep(path))
+}
+
+func shortestSweep(path string) time.Duration {
+	var shortest time.Duration
+	for _, d := range sweeps.byPath[path] {
+		if shortest == 0 || d < shortest {
+			shortest = d
+		}
+	}
+	return shortest
+}
+
 func (p pooledStore) Destruct() error { return p.Close() }
 
 // CaddyModule returns the Caddy module information.
@@ -223,6 +270,9 @@ func (a *App) Cleanup() error {
 		// flight after a reload. They keep using the store, which the new
 		// config holds open; after a final shutdown a closed store still
 		// answers lookups from memory and refuses grants (ErrClosed).
+		if s := a.st.Load(); s != nil {
+			releaseSweep(a.path, a.appState, s)
+		}
 		if _, err := stores.Delete(a.path); err != nil {
 			errs = append(errs, fmt.Errorf("closing whitelist %s: %v", a.path, err))
 		}
@@ -253,7 +303,7 @@ func (a *App) openStore() (*store.Store, error) {
 	if a.released {
 		return nil, errors.New("knocker app was cleaned up")
 	}
-	v, loaded, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
+	v, _, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
 		s, err := store.Open(store.Options{
 			Path:            a.path,
 			MaxEntries:      a.MaxEntries,
@@ -270,9 +320,7 @@ func (a *App) openStore() (*store.Store, error) {
 		return nil, fmt.Errorf("opening whitelist: %w", err)
 	}
 	s := v.(pooledStore).Store
-	if loaded {
-		s.SetLimits(a.MaxEntries, time.Duration(a.CleanupInterval))
-	}
+	holdSweep(a.path, a.appState, time.Duration(a.CleanupInterval), s)
 	a.acquired = true
 	a.st.Store(s)
 	return s, nil
@@ -328,7 +376,9 @@ func (a *App) grant(p netip.Prefix, expires int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.Grant(p, expires)
+	// This config's bound, per grant: a config that never commits (a
+	// failed reload) must not leave its limit on the shared store.
+	_, err = s.GrantWith(p, expires, store.GrantOptions{MaxEntries: a.MaxEntries})
 	return err
 }
 

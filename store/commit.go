@@ -26,6 +26,7 @@ type request struct {
 	prefix  netip.Prefix
 	key     entryKey
 	expires int64
+	limit   int // a grant's MaxEntries; 0: the store's
 	now     int64
 	fn      func()
 
@@ -186,7 +187,10 @@ func (s *Store) plan(r *request) {
 	case reqGrant:
 		prev, had := s.current(r.key)
 		if !had {
-			limit := int(s.maxEntries.Load())
+			limit := r.limit
+			if limit == 0 {
+				limit = int(s.maxEntries.Load())
+			}
 			for s.Len()+s.w.delta >= limit {
 				// r.key is absent, so any heap item for it is stale and is
 				// skipped: the entry being granted is never the victim.

@@ -186,14 +186,14 @@ func (s *Store) Close() error {
 // Path returns the snapshot file's path.
 func (s *Store) Path() string { return s.path }
 
-// SetLimits changes MaxEntries and the sweep interval, e.g. on a config
-// reload. A new MaxEntries applies to later grants (existing entries above
-// the limit are not removed until grants need room); a new interval restarts
-// the sweep timer. Non-positive values leave the setting unchanged.
-func (s *Store) SetLimits(maxEntries int, cleanupInterval time.Duration) {
-	if maxEntries > 0 {
-		s.maxEntries.Store(int64(maxEntries))
-	}
+// CleanupInterval is the current sweep interval.
+func (s *Store) CleanupInterval() time.Duration { return time.Duration(s.interval.Load()) }
+
+// SetCleanupInterval changes the sweep interval, restarting the sweep
+// timer; a non-positive value leaves it unchanged. (MaxEntries has no
+// setter: a caller with another bound passes it with each grant, see
+// GrantOptions, so that a config that never runs changes nothing.)
+func (s *Store) SetCleanupInterval(cleanupInterval time.Duration) {
 	if cleanupInterval > 0 && s.interval.Swap(int64(cleanupInterval)) != int64(cleanupInterval) {
 		select {
 		case s.limitsChanged <- struct{}{}:
@@ -270,13 +270,28 @@ func (s *Store) Len() int { return int(s.count.Load()) }
 // entries; the entry being granted is never evicted. When Grant returns nil
 // the change is on disk (fsynced) and visible to Allowed.
 func (s *Store) Grant(p netip.Prefix, expires int64) (GrantResult, error) {
+	return s.GrantWith(p, expires, GrantOptions{})
+}
+
+// GrantOptions are a grant's own settings.
+type GrantOptions struct {
+	// MaxEntries bounds the whitelist for this grant instead of the
+	// store's MaxEntries (0: the store's).
+	MaxEntries int
+}
+
+// GrantWith is Grant with options.
+func (s *Store) GrantWith(p netip.Prefix, expires int64, opts GrantOptions) (GrantResult, error) {
 	if err := CanonicalPrefix(p); err != nil {
 		return GrantResult{}, err
 	}
 	if now := s.now().Unix(); expires <= now || expires <= 0 {
 		return GrantResult{}, fmt.Errorf("%w: expiry %d is not in the future (now %d)", ErrInvalid, expires, now)
 	}
-	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires}
+	if opts.MaxEntries < 0 {
+		return GrantResult{}, fmt.Errorf("%w: MaxEntries %d is negative", ErrInvalid, opts.MaxEntries)
+	}
+	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries}
 	if err := s.submit(r); err != nil {
 		return GrantResult{}, err
 	}

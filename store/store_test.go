@@ -182,11 +182,19 @@ func TestEvictionNeverRemovesNewEntry(t *testing.T) {
 		t.Errorf("Len = %d, want 3", s.Len())
 	}
 
-	// Lowering the limit: the next new entry evicts until there is room.
-	s.SetLimits(1, 0)
-	r = mustGrant(t, s, "10.0.0.6", t0+40)
-	if len(r.Evicted) != 3 || s.Len() != 1 || !s.Allowed(netip.MustParseAddr("10.0.0.6"), e.clock.Unix()) {
-		t.Errorf("with limit 1: evicted %v, Len %d", r.Evicted, s.Len())
+	// A grant with a lower limit evicts until there is room under it.
+	r, err := s.GrantWith(netip.MustParsePrefix("10.0.0.6/32"), t0+40, GrantOptions{MaxEntries: 1})
+	if err != nil || len(r.Evicted) != 3 || s.Len() != 1 || !s.Allowed(netip.MustParseAddr("10.0.0.6"), e.clock.Unix()) {
+		t.Errorf("with limit 1: %v, evicted %v, Len %d", err, r.Evicted, s.Len())
+	}
+	// ...and sets no limit for later grants: the store's 3 holds.
+	mustGrant(t, s, "10.0.0.7", t0+40)
+	mustGrant(t, s, "10.0.0.8", t0+40)
+	if s.Len() != 3 {
+		t.Errorf("after grants without a limit: Len %d, want 3", s.Len())
+	}
+	if _, err := s.GrantWith(netip.MustParsePrefix("10.0.0.9/32"), t0+40, GrantOptions{MaxEntries: -1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("negative MaxEntries: %v", err)
 	}
 }
 
@@ -397,7 +405,7 @@ func TestSweeperRuns(t *testing.T) {
 	})
 	mustGrant(t, s, "1.2.3.4", t0+10)
 	e.clock.Advance(20)
-	s.SetLimits(0, time.Millisecond) // restarts the timer with the short interval
+	s.SetCleanupInterval(time.Millisecond) // restarts the timer with the short interval
 	select {
 	case ev := <-expired:
 		if FormatPrefix(ev.Entry.Prefix) != "1.2.3.4" {
