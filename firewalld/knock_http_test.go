@@ -172,7 +172,7 @@ func TestCrashKeepsRulesMatchingGrants(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	const port = 9181
+	port := testports.FreePort(t)
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	cfg := fmt.Sprintf(`{
 	admin off
