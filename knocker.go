@@ -79,7 +79,8 @@ type appState struct {
 
 	limiterReleased bool
 
-	laxServers sync.Map // *caddyhttp.Server already warned about
+	laxServers   sync.Map // *caddyhttp.Server already warned about
+	proxySources sync.Map // *caddyhttp.Server -> proxySourceOf, or the error reading it
 
 	readyMu  sync.Mutex // one firewalld check at a time
 	readyAt  time.Time
@@ -346,6 +347,13 @@ func (a *App) allowed(ip netip.Addr, now int64) bool {
 // proxy before the first request, so the warning waits for one.)
 func (a *App) clientIP(r *http.Request) (netip.Addr, bool) {
 	ip, trusted, ok := resolveClient(r)
+	if trusted && ok {
+		// A hop Caddy did not recognise as one of the trusted proxies (an
+		// IPv4-mapped form of one, see trustedproxies.go) is no client.
+		if inside, readable := a.inTrustedProxies(r, ip); inside || !readable {
+			return netip.Addr{}, false
+		}
+	}
 	if trusted {
 		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
 			if _, warned := a.laxServers.LoadOrStore(srv, true); !warned {

@@ -198,3 +198,41 @@ func TestBruteForceMemoryBounded(t *testing.T) {
 	t.Logf("figure: %d attacking addresses, 3 failures each: %.0f bytes each (%.1f MiB), all dropped one window later",
 		attackers, perActor, perActor*attackers/(1<<20))
 }
+
+// A hop of the trusted proxy chain in IPv4-mapped form (::ffff:a.b.c.d, as
+// an inner proxy on a dual-stack socket writes it) is not matched by
+// Caddy's strict walk against the IPv4 ranges, so Caddy resolves it as the
+// client. It is a trusted proxy: it must never be whitelisted or admitted,
+// for knocks, the gate or /verify.
+func TestMappedTrustedProxyHopIsNoClient(t *testing.T) {
+	dir := t.TempDir()
+	setKeyEnv(t)
+	cfg := strings.Replace(config(t, dir, "", defaultSite), "trusted_proxies static 127.0.0.1/32", "trusted_proxies static 127.0.0.1/32 127.0.0.3/32", 1)
+	startWith(t, cfg)
+	const chain = "1.2.3.4, ::ffff:127.0.0.3"
+	expectError(t, doRequest(t, request{method: http.MethodPost, path: "/knock", client: chain, key: phoneSecret}), http.StatusBadRequest, "Could not determine client IP.")
+
+	// Even with a grant for the proxy's address (an admin may make one),
+	// a client behind the chain is not admitted as the proxy.
+	expectStatus(t, doRequest(t, request{method: http.MethodPost, path: "/knock", client: "203.0.113.90", key: adminSecret,
+		ctype: "application/json", body: `{"ip_address":"127.0.0.3"}`}), 200, "admin grant for 127.0.0.3")
+	for _, xff := range []string{"6.6.6.6, ::ffff:127.0.0.3", "::ffff:127.0.0.3", "6.6.6.6, 127.0.0.3, ::ffff:127.0.0.3"} {
+		if got := doRequest(t, request{path: "/private", client: xff}).status; got != http.StatusUnauthorized {
+			t.Errorf("gate, X-Forwarded-For %q: %d, want 401", xff, got)
+		}
+		if got := doRequest(t, request{path: "/verify", client: xff}).status; got != http.StatusUnauthorized {
+			t.Errorf("/verify, X-Forwarded-For %q: %d, want 401", xff, got)
+		}
+	}
+
+	// The chain in plain IPv4 still resolves to its real client.
+	r := doRequest(t, request{method: http.MethodPost, path: "/knock", client: "1.2.3.4, 127.0.0.3", key: phoneSecret})
+	expectStatus(t, r, 200, "knock through both proxies")
+	if got := r.json(t)["whitelisted_entry"]; got != "1.2.3.4" {
+		t.Fatalf("knock through both proxies whitelisted %v, want 1.2.3.4", got)
+	}
+	if got := doRequest(t, request{path: "/private", client: "1.2.3.4, ::ffff:127.0.0.3"}).status; got != http.StatusUnauthorized {
+		t.Fatalf("a mapped proxy hop must not be skipped for the client either: %d", got)
+	}
+}
+
