@@ -3,9 +3,11 @@ package knocker
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -67,6 +69,9 @@ func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring, []string, error) 
 		if secret == "" {
 			return nil, nil, fmt.Errorf("key %q: secret is empty", k.Name)
 		}
+		if err := presentable(secret); err != nil {
+			return nil, nil, fmt.Errorf("key %q: secret %v, so no client could ever present it", k.Name, err)
+		}
 		upper := strings.ToUpper(secret)
 		for _, p := range placeholderSecrets {
 			if strings.Contains(upper, p) {
@@ -93,6 +98,24 @@ func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring, []string, error) 
 		})
 	}
 	return ring, warnings, nil
+}
+
+// presentable reports why secret cannot arrive in an X-Api-Key header: HTTP
+// strips a header value's leading and trailing whitespace (and the web app
+// trims what is typed), and control characters cannot be sent at all. A
+// stray space or an extra newline in a {file.*} secret would otherwise make
+// a key that silently never matches. (Caddy's {file.*} already drops one
+// trailing newline.)
+func presentable(secret string) error {
+	if strings.TrimSpace(secret) != secret {
+		return errors.New("has leading or trailing whitespace (an extra newline at the end of its file?)")
+	}
+	for _, r := range secret {
+		if unicode.IsControl(r) {
+			return errors.New("contains a control character")
+		}
+	}
+	return nil
 }
 
 // authenticate returns the key matching presented, comparing against every

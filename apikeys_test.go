@@ -49,6 +49,11 @@ func TestKeyringRejects(t *testing.T) {
 		{[]APIKey{{Name: "a", Secret: "", MaxTTL: hour}}, "empty"},
 		{[]APIKey{{Name: "a", Secret: "{env.KNOCKER_TEST_UNSET_VARIABLE}", MaxTTL: hour}}, "secret"},
 		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef"}}, "max_ttl is required"},
+		{[]APIKey{{Name: "a", Secret: " s-0123456789abcdef", MaxTTL: hour}}, "leading or trailing whitespace"},
+		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef ", MaxTTL: hour}}, "leading or trailing whitespace"},
+		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef\n", MaxTTL: hour}}, "an extra newline at the end of its file"},
+		{[]APIKey{{Name: "a", Secret: "s-0123456789\u00a0abcdef\u2003", MaxTTL: hour}}, "leading or trailing whitespace"},
+		{[]APIKey{{Name: "a", Secret: "s-01234\x0056789abcdef", MaxTTL: hour}}, "control character"},
 		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef", MaxTTL: caddy.Duration(time.Millisecond)}}, "max_ttl"},
 	} {
 		_, _, err := newKeyring(tc.keys, caddy.NewReplacer())

@@ -554,6 +554,39 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// A {file.*} secret with stray whitespace could never be presented (HTTP
+// trims header values): Caddy refuses the config and names the key. The
+// one trailing newline an editor writes is fine: Caddy drops it.
+func TestFileSecretWhitespace(t *testing.T) {
+	setKeyEnv(t)
+	dir := t.TempDir()
+	secretFile := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keyFrom := func(path string) string {
+		return "key fromfile {file." + path + "} {\n\t\t\tmax_ttl 1h\n\t\t}"
+	}
+	for name, content := range map[string]string{
+		"leading-space":     " file-secret-0123456789abcdef\n",
+		"trailing-space":    "file-secret-0123456789abcdef \n",
+		"two-newlines":      "file-secret-0123456789abcdef\n\n",
+		"crlf-and-newline":  "file-secret-0123456789abcdef\r\n\n",
+		"inner-control-tab": "file-secret-0123\t456789abcdef\n",
+	} {
+		want := `key "fromfile": secret has leading or trailing whitespace`
+		if name == "inner-control-tab" {
+			want = `key "fromfile": secret contains a control character`
+		}
+		testcaddy.AssertLoadError(t, config(t, dir, keyFrom(secretFile(name, content)), defaultSite), "caddyfile", want)
+	}
+	h := startCaddyIn(t, dir, keyFrom(secretFile("one-newline", "file-secret-0123456789abcdef\n")), defaultSite)
+	expectStatus(t, h.knock("203.0.113.140", "file-secret-0123456789abcdef", ""), 200, "knock with the file's secret")
+}
+
 func TestKnockStatus(t *testing.T) {
 	h := startCaddy(t, "", defaultSite)
 	const client = "203.0.113.140"

@@ -5,6 +5,7 @@
 package testcaddy
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,8 +72,13 @@ func AssertLoadError(tb testing.TB, rawConfig, configType, want string) {
 	if resp.StatusCode == http.StatusOK {
 		tb.Fatalf("Caddy loaded a config it should refuse with %q", want)
 	}
-	if !strings.Contains(string(body), want) {
-		tb.Errorf("expected error %q but got %d %s", want, resp.StatusCode, body)
+	msg := string(body)
+	var answer struct{ Error string }
+	if json.Unmarshal(body, &answer) == nil && answer.Error != "" {
+		msg = answer.Error // the admin API's JSON error, unescaped
+	}
+	if !strings.Contains(msg, want) {
+		tb.Errorf("expected error %q but got %d %s", want, resp.StatusCode, msg)
 	}
 }
 
