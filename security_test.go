@@ -235,4 +235,3 @@ func TestMappedTrustedProxyHopIsNoClient(t *testing.T) {
 		t.Fatalf("a mapped proxy hop must not be skipped for the client either: %d", got)
 	}
 }
-
