@@ -164,6 +164,19 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 	}
 
 	ts := now().Unix()
+	if presented == "" {
+		// No key, so no guess: such a request must not use up the failure
+		// window, or anyone on the owner's network, or any web page the
+		// owner visits (a text/plain POST needs no CORS preflight), could
+		// lock the owner's knocks out. The answer is the one the checks
+		// below would give, and says nothing about any key.
+		if _, ok := k.app.clientIP(r); !ok {
+			writeJSONError(w, newAPIError(http.StatusBadRequest, msgNoClientIP))
+		} else {
+			writeJSONError(w, newAPIError(http.StatusUnauthorized, msgBadKey))
+		}
+		return
+	}
 	actor := rateLimitActor(r)
 	lim, limits := k.app.limiter, k.app.limits
 	// Every attempt first takes a slot in its failure window, before the key

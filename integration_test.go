@@ -227,6 +227,16 @@ func TestKnockRateLimits(t *testing.T) {
 
 	advanceClock(t, 61*time.Second)
 	expectStatus(t, h.knock(attacker, adminSecret, ""), 200, "after the window")
+
+	// Keyless POSTs (a cross-site text/plain form needs no preflight) prove
+	// nothing about guessing and use up nothing: the owner's key still works.
+	const owner = "203.0.113.52"
+	for range 30 {
+		r := h.do(request{method: http.MethodPost, path: "/knock", client: owner, ctype: "text/plain", body: "x"})
+		expectError(t, r, 401, "Invalid or missing API key.")
+	}
+	expectStatus(t, h.knock(owner, phoneSecret, ""), 200, "the owner's key after 30 keyless POSTs")
+	expectError(t, h.do(request{method: http.MethodPost, path: "/knock", client: "garbage"}), 400, "Could not determine client IP.")
 }
 
 func TestKnockSuccessLimitIsAtomic(t *testing.T) {
