@@ -111,8 +111,15 @@ func TestStorageFull(t *testing.T) {
 	if r := h.do(request{path: "/health"}); r.status != 200 {
 		t.Fatalf("/health with a full disk: %d", r.status)
 	}
+	// Readiness tells the truth: knocks would fail.
+	if r := h.do(request{path: "/ready"}); r.status != 503 || !strings.Contains(r.body, "Whitelist storage not accessible") {
+		t.Fatalf("/ready with a full disk: %d %s, want 503", r.status, r.body)
+	}
 
 	free()
+	if r := h.do(request{path: "/ready"}); r.status != 200 {
+		t.Fatalf("/ready once space returned: %d %s", r.status, r.body)
+	}
 	expectStatus(t, h.knock(after, adminSecret, ""), 200, "knock once space returned")
 	if h.gate(after) != 200 || h.gate(before) != 200 {
 		t.Fatal("grants not admitted after space returned")

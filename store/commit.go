@@ -283,6 +283,7 @@ func (s *Store) appendJournal(b []byte) error {
 		s.w.journalSize += int64(len(b))
 		return nil
 	}
+	s.probedAt.Store(0) // Check must look at the disk again
 	var terr error
 	if hooks != nil && hooks.truncate != nil {
 		terr = hooks.truncate(s.w.journal, s.w.journalSize)

@@ -73,6 +73,7 @@ type Store struct {
 	subs  subscribers
 
 	maxEntries    atomic.Int64
+	probedAt      atomic.Int64 // unix ns of Check's last successful write probe; 0: none
 	interval      atomic.Int64 // time.Duration
 	limitsChanged chan struct{}
 
@@ -331,8 +332,9 @@ func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
 }
 
 // Check reports whether the store can accept writes: it is open, its journal
-// is usable, and the directory (and the snapshot file, if present) allow the
-// needed access. It performs no writes, so it is cheap enough for /ready.
+// is usable, the directory (and the snapshot file, if present) allow the
+// needed access, and a small write in the directory succeeds (see
+// probeWrite; at most one a second).
 func (s *Store) Check() error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -346,6 +348,34 @@ func (s *Store) Check() error {
 	if err := fileReadWritable(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: whitelist file %s is not readable and writable: %w", s.path, err)
 	}
+	return s.probeWrite()
+}
+
+// probeEvery bounds how often Check writes its probe (/ready is public).
+const probeEvery = time.Second
+
+// probeWrite writes, syncs and removes one page in the store's directory,
+// as a journal append would: permissions say nothing about a full disk.
+// A success is reused for probeEvery; a failed journal write forgets it.
+func (s *Store) probeWrite() error {
+	if at := s.probedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < probeEvery {
+		return nil
+	}
+	f, err := os.CreateTemp(s.dir, filepath.Base(s.path)+tempSuffix+"probe-*")
+	if err == nil {
+		_, err = f.Write(make([]byte, 4096))
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		os.Remove(f.Name())
+	}
+	if err != nil {
+		return fmt.Errorf("store: cannot write in %s (is the disk full?): %w", s.dir, err)
+	}
+	s.probedAt.Store(time.Now().UnixNano())
 	return nil
 }
 
