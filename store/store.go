@@ -104,6 +104,27 @@ type faultHooks struct {
 	snapshot func() error // called before a snapshot is written
 }
 
+// resolvePath follows symbolic links in path, also a link to a file not
+// written yet, so that two names for one whitelist take one lock:
+// otherwise two stores would run on one file and diverge. Parts that do
+// not exist yet stay as they are.
+func resolvePath(path string) string {
+	for range 40 { // as many links as Linux follows
+		if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+			path = filepath.Join(dir, filepath.Base(path))
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return path // not a link (or not there yet)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = filepath.Clean(target)
+	}
+	return path
+}
+
 // Open loads the whitelist at opts.Path (a missing file is an empty
 // whitelist), replays its journals, takes the inter-process lock and starts
 // the committer and the expiry sweeper. A corrupt file makes Open fail with
@@ -117,7 +138,7 @@ func Open(opts Options) (*Store, error) {
 	case opts.CleanupInterval <= 0:
 		return nil, fmt.Errorf("store: Options.CleanupInterval must be positive, got %v", opts.CleanupInterval)
 	}
-	path := filepath.Clean(opts.Path)
+	path := resolvePath(filepath.Clean(opts.Path))
 	s := &Store{
 		path:           path,
 		journalPath:    path + ".journal",

@@ -335,6 +335,32 @@ func entryStrings(es []Entry) []string {
 	return out
 }
 
+// Two names for one whitelist (a symlinked file, a symlinked directory)
+// take one lock, so the second store refuses instead of diverging.
+func TestSymlinkedPathsShareTheLock(t *testing.T) {
+	e := newEnv(t)
+	mustGrant(t, e.open(), "10.0.0.1", t0+60) // e.open's store stays open (closed with the test)
+	base := t.TempDir()
+	fileLink := filepath.Join(base, "link.json")
+	dirLink := filepath.Join(base, "dirlink")
+	if err := os.Symlink(e.path, fileLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Dir(e.path), dirLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fileLink, filepath.Join(dirLink, filepath.Base(e.path))} {
+		opts := e.options()
+		opts.Path = p
+		if s, err := Open(opts); !errors.Is(err, ErrLocked) {
+			if err == nil {
+				s.Close()
+			}
+			t.Errorf("Open(%s) = %v, want ErrLocked: it names the open whitelist %s", p, err, e.path)
+		}
+	}
+}
+
 func TestSecondOpenIsLocked(t *testing.T) {
 	e := newEnv(t)
 	s := e.open()
