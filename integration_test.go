@@ -119,6 +119,7 @@ func TestKnockRemoteWhitelistAndTTL(t *testing.T) {
 	expectStatus(t, h.knock(caller, phoneSecret, `{"ip_address":null}`), 200, "null ip_address is an own-IP knock")
 	expectError(t, h.knock(caller, adminSecret, `{"ip_address":"10.0.0.0/15"}`), 400, "CIDR range too broad.")
 	expectError(t, h.knock(caller, adminSecret, `{"ip_address":"2001:db8::/63"}`), 400, "CIDR range too broad.")
+	expectError(t, h.knock(caller, adminSecret, `{"ip_address":"64:ff9b::/96"}`), 400, "CIDR range too broad.") // all of IPv4 behind NAT64
 	expectError(t, h.knock(caller, adminSecret, `{"ip_address":"::ffff:0:0/96"}`), 400, "IPv4-mapped")
 
 	if m := h.knock(caller, guestSecret, `{"ttl":9999}`).json(t); m["expires_in_seconds"] != 600.0 {

@@ -55,12 +55,34 @@ func parseGrantTarget(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(addr, bits).Masked(), nil
 }
 
-// tooBroad reports whether a grant covers more than the original allowed.
+// tooBroad reports whether a grant covers more than the original allowed:
+// more than 65,536 IPv4 addresses, or more than an IPv6 /64.
+// An IPv6 prefix that overlaps one of these ranges also stands for IPv4
+// addresses, which it must not cover more of than an IPv4 grant may.
 func tooBroad(p netip.Prefix) bool {
 	if p.Addr().Is4() {
 		return p.Bits() < minIPv4Bits
 	}
-	return p.Bits() < minIPv6Bits
+	if p.Bits() < minIPv6Bits {
+		return true
+	}
+	for _, r := range ipv4InIPv6 {
+		if p.Overlaps(r) && p.Bits() < 96+minIPv4Bits {
+			return true
+		}
+	}
+	return false
+}
+
+// ipv4InIPv6 are the IPv6 ranges whose last 32 bits are an IPv4 address:
+// behind a NAT64 or SIIT translator (RFC 6052's well-known prefix, RFC
+// 8215's local-use prefix in its /96 form) every IPv4 client appears as
+// one of them, so 64:ff9b::/96 would be all of IPv4; and IPv4-mapped
+// addresses, as a dual-stack socket reports IPv4 peers.
+var ipv4InIPv6 = []netip.Prefix{
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("::ffff:0:0/96"),
 }
 
 // ipRanges is a parsed always_allow list.

@@ -27,6 +27,14 @@ func TestParseGrantTarget(t *testing.T) {
 		{"fe80::1%eth0", "", false},
 		{"10.0.0.0/255.255.0.0", "", false},
 		{"10.0.0.0/0.0.255.255", "", false},
+		{"64:ff9b::/96", "64:ff9b::/96", true}, // NAT64: all of IPv4
+		{"64:ff9b::/111", "64:ff9b::/111", true},
+		{"64:ff9b::c000:200/112", "64:ff9b::c000:0/112", false}, // 192.0.0.0/16 behind NAT64
+		{"64:ff9b::/64", "64:ff9b::/64", true},                  // contains the NAT64 range
+		{"64:ff9b:1::/64", "64:ff9b:1::/64", true},
+		{"64:ff9b:1::c000:200/120", "64:ff9b:1::c000:200/120", false},
+		{"::/64", "::/64", true}, // contains the IPv4-mapped range
+		{"2001:db8::/64", "2001:db8::/64", false},
 		{"1.2.3.4/", "", false},
 		{"1.2.3.4/+8", "", false},
 		{"1.2.3.4/-1", "", false},
