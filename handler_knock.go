@@ -93,13 +93,35 @@ func (k *Knock) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// endpointPath is p as the knock API matches it: repeated slashes collapsed
+// and one trailing slash dropped, so that //knock and /knock/ (as clients
+// and users type it) are the knock endpoint, not another path that would
+// pass the key on.
+func endpointPath(p string) string {
+	if !strings.Contains(p, "//") && (len(p) < 2 || p[len(p)-1] != '/') {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	out := b.String()
+	if len(out) > 1 {
+		out = strings.TrimSuffix(out, "/")
+	}
+	return out
+}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	switch r.URL.Path {
+	switch endpointPath(r.URL.Path) {
 	case "/knock":
-		// Read the key, then drop it from the shared header map so that no
-		// access or error log can print it. (The gate leaves the header
-		// alone: protected backends may use X-Api-Key themselves.)
+		// Read the key, then drop it from the shared header map so that
+		// nothing after this handler sees it. (Access logs record the
+		// headers as they arrived: see the README on their filter.)
 		presented := r.Header.Get("X-Api-Key")
 		r.Header.Del("X-Api-Key")
 		k.serveKnock(w, r, presented)
@@ -107,7 +129,7 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	case "/knock/status", "/verify", "/health", "/ready":
 		r.Header.Del("X-Api-Key")
 	default:
-		if strings.HasPrefix(r.URL.Path, "/knock/") {
+		if strings.HasPrefix(endpointPath(r.URL.Path), "/knock/") {
 			// Answered here, never passed on: a client that sends its key
 			// to a mistyped knock URL must not reach a handler whose
 			// error would put the request headers in Caddy's log.
@@ -119,9 +141,9 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		if !k.DisableWeb && serveWeb(w, r) {
 			return nil
 		}
-		return next.ServeHTTP(w, r)
+		return next.ServeHTTP(w, k.app.dropKnockerKey(r))
 	}
-	switch r.URL.Path {
+	switch endpointPath(r.URL.Path) {
 	case "/knock/status":
 		k.serveStatus(w, r)
 	case "/verify":

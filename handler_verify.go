@@ -94,12 +94,13 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if isEarlyData(r) {
 		return caddyhttp.Error(http.StatusTooEarly, errEarlyData)
 	}
+	r = g.app.dropKnockerKey(r)
 	if len(g.exclude) > 0 && g.exclude.match(r.URL.EscapedPath()) {
 		return next.ServeHTTP(w, r)
 	}
 	ip, ok := g.app.clientIP(r)
 	if !ok {
-		return caddyhttp.Error(g.DenyStatus, errNoClientIP)
+		return g.deny(w, r, errNoClientIP)
 	}
 	if g.allow.contains(ip) || g.app.allowed(ip, now().Unix()) {
 		return next.ServeHTTP(w, r)
@@ -107,7 +108,21 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if c := g.logger.Check(zapcore.DebugLevel, "denied"); c != nil {
 		c.Write(zap.Stringer("client_ip", ip))
 	}
-	return caddyhttp.Error(g.DenyStatus, errNotWhitelisted)
+	return g.deny(w, r, errNotWhitelisted)
+}
+
+// deny refuses r with DenyStatus: as a Caddy error, so that handle_errors
+// can render it, unless r carried a knocker key (see keyheader.go): Caddy
+// would log that error with the request headers as they arrived, key
+// included, so such a denial is written here and logs nothing.
+func (g *Gate) deny(w http.ResponseWriter, r *http.Request, why error) error {
+	if carriedKnockerKey(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(g.DenyStatus)
+		_, _ = w.Write([]byte(http.StatusText(g.DenyStatus) + "\n"))
+		return nil
+	}
+	return caddyhttp.Error(g.DenyStatus, why)
 }
 
 // Interface guards.

@@ -235,3 +235,57 @@ func TestMappedTrustedProxyHopIsNoClient(t *testing.T) {
 		t.Fatalf("a mapped proxy hop must not be skipped for the client either: %d", got)
 	}
 }
+
+// A knocker key sent to a mistyped knock URL goes no further: //knock and
+// /knock/ are the knock endpoint; other look-alikes pass on without the key
+// (a backend's own X-Api-Key stays), and a denial of such a request logs
+// nothing, even at deny_status 503 with DEBUG logging.
+func TestMistypedKnockURLsKeepTheKey(t *testing.T) {
+	dir := t.TempDir()
+	h := startCaddyIn(t, dir, "", `
+	knock {
+		web off
+	}
+	knocker {
+		deny_status 503
+	}
+	respond "key=[{http.request.header.X-Api-Key}]"`)
+	for _, path := range []string{"//knock", "/knock/", "///knock//"} {
+		r := h.do(request{method: http.MethodPost, path: path, client: "203.0.113.160", key: phoneSecret})
+		expectStatus(t, r, 200, "POST "+path)
+		if got := r.json(t)["whitelisted_entry"]; got != "203.0.113.160" {
+			t.Fatalf("POST %s: %v, want the knock answer", path, r.body)
+		}
+	}
+	lookalikes := []string{"/Knock", "/knock.", "/knock%20", "/knock;x", "/knock.json", "/KNOCK/"}
+	for _, path := range lookalikes {
+		r := h.do(request{method: http.MethodPost, path: path, client: "203.0.113.160", key: phoneSecret})
+		if r.status != 200 || r.body != "key=[]" {
+			t.Errorf("whitelisted POST %s: %d %q, want the backend without the key", path, r.status, r.body)
+		}
+		r = h.do(request{method: http.MethodPost, path: path, client: "203.0.113.161", key: phoneSecret})
+		if r.status != 503 {
+			t.Errorf("denied POST %s: %d, want 503", path, r.status)
+		}
+	}
+	sonarr := map[string]string{"X-Api-Key": "sonarr-own-key-0123456789"}
+	r := h.do(request{path: "/api/v3/series", client: "203.0.113.160", headers: sonarr})
+	if r.body != "key=[sonarr-own-key-0123456789]" {
+		t.Errorf("a backend's own X-Api-Key: %q, want it passed on", r.body)
+	}
+	// Denied as a Caddy error (handle_errors works), which Caddy logs with
+	// the request headers: the proof that the log would show a key.
+	expectStatus(t, h.do(request{path: "/api/v3/series", client: "203.0.113.161", headers: sonarr}), 503, "denied, backend key")
+	stopKnocker(t)
+	logs := h.readFile("caddy.log")
+	if strings.Contains(logs, phoneSecret) {
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, phoneSecret) {
+				t.Fatalf("the knocker key reached Caddy's log:\n%.600s", line)
+			}
+		}
+	}
+	if !strings.Contains(logs, "sonarr-own-key") {
+		t.Fatal("Caddy's log shows no request headers even for a denial, so this test proves nothing")
+	}
+}
