@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	httpPort, httpsPort, secondSitePort = ports[0], ports[1], ports[2]
+	testcaddy.Watch(httpPort, httpsPort, secondSitePort)
 	os.Exit(m.Run())
 }
 
@@ -127,7 +128,7 @@ func startCaddyWithSites(t *testing.T, dir, knockerExtra, site, sites string) *h
 	setKeyEnv(t)
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	testcaddy.Tester(t).InitServer(config(t, dir, knockerExtra, site, sites), "caddyfile")
+	testcaddy.Load(t, config(t, dir, knockerExtra, site, sites), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -144,7 +145,7 @@ func setKeyEnv(t *testing.T) {
 // startWith loads a complete Caddyfile.
 func startWith(t *testing.T, cfg string) {
 	t.Helper()
-	testcaddy.Tester(t).InitServer(cfg, "caddyfile")
+	testcaddy.Load(t, cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}

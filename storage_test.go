@@ -38,7 +38,7 @@ func mountTmpfs(t *testing.T, dir, size string) {
 
 // stopKnocker loads a config without knocker, which closes the store.
 func stopKnocker(t *testing.T) {
-	testcaddy.Tester(t).InitServer(fmt.Sprintf(`{
+	testcaddy.Load(t, fmt.Sprintf(`{
 	admin localhost:%[1]d
 	http_port %[2]d
 	default_bind 127.0.0.1

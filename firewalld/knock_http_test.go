@@ -29,6 +29,7 @@ var httpPort = sync.OnceValue(func() int {
 	if err != nil {
 		panic(err)
 	}
+	testcaddy.Watch(port)
 	return port
 })
 
@@ -60,7 +61,7 @@ http://:%d {
 	knock
 }
 `, testcaddy.AdminPort(t), httpPort(), dir, adminKey, firewalldBlock, httpPort())
-	testcaddy.Tester(t).InitServer(cfg, "caddyfile")
+	testcaddy.Load(t, cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -69,7 +70,7 @@ http://:%d {
 // stopCaddyApps loads a config without knocker: the firewalld app stops
 // (leaving its rules, as designed) so it cannot react to later tests.
 func stopCaddyApps(t *testing.T) {
-	testcaddy.Tester(t).InitServer(fmt.Sprintf(`{
+	testcaddy.Load(t, fmt.Sprintf(`{
 	admin localhost:%d
 }`, testcaddy.AdminPort(t)), "caddyfile")
 }
