@@ -34,7 +34,7 @@ func resolveClient(r *http.Request) (ip netip.Addr, trusted, ok bool) {
 		return netip.Addr{}, trusted, false
 	}
 	ip = ip.Unmap()
-	if trusted {
+	if trusted && r.RemoteAddr != unixPeer {
 		// Compared unmapped, so a header naming the proxy as ::ffff:a.b.c.d
 		// cannot pass for a client either.
 		if peer, ok := peerIP(r); !ok || peer.Unmap() == ip {
@@ -43,6 +43,12 @@ func resolveClient(r *http.Request) (ip netip.Addr, trusted, ok bool) {
 	}
 	return ip, trusted, true
 }
+
+// unixPeer is the RemoteAddr of a request that came over a unix socket.
+// Caddy trusts such a peer as a proxy only under trusted_proxies_unix, and
+// then resolves the client from its headers; without a usable header the
+// client address is "@" itself, which parses as no address (fail closed).
+const unixPeer = "@"
 
 // isTrustedProxy reports whether Caddy found the direct peer in the server's
 // trusted_proxies, which is what makes X-Forwarded-* headers believable.

@@ -2,10 +2,13 @@ package knocker
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -287,5 +290,55 @@ func TestMistypedKnockURLsKeepTheKey(t *testing.T) {
 	}
 	if !strings.Contains(logs, "sonarr-own-key") {
 		t.Fatal("Caddy's log shows no request headers even for a denial, so this test proves nothing")
+	}
+}
+
+// Behind a proxy on a unix socket (trusted_proxies_unix), the client is the
+// one its X-Forwarded-For names; with no usable header there is none.
+func TestTrustedProxiesUnix(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "caddy.sock")
+	site := fmt.Sprintf("http://unix.test {\n\tbind unix/%s\n%s\n}", sock, defaultSite)
+	cfg := strings.Replace(config(t, dir, "", defaultSite, site), "\t\ttrusted_proxies_strict\n", "\t\ttrusted_proxies_strict\n\t\ttrusted_proxies_unix\n", 1)
+	setKeyEnv(t)
+	startWith(t, cfg)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	do := func(method, path, xff, key string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://unix.test"+path, nil)
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do(http.MethodPost, "/knock", "203.0.113.170", phoneSecret); code != 200 || !strings.Contains(body, `"whitelisted_entry":"203.0.113.170"`) {
+		t.Fatalf("knock over the unix socket: %d %s", code, body)
+	}
+	if code, body := do(http.MethodPost, "/knock", "", phoneSecret); code != 400 || !strings.Contains(body, "Could not determine client IP.") {
+		t.Fatalf("knock over the unix socket without X-Forwarded-For: %d %s", code, body)
+	}
+	if code, _ := do(http.MethodGet, "/private", "203.0.113.170", ""); code != 200 {
+		t.Fatalf("knocked client over the unix socket: %d", code)
+	}
+	for _, xff := range []string{"203.0.113.171", "", "garbage", "203.0.113.171, 127.0.0.1"} {
+		if code, _ := do(http.MethodGet, "/private", xff, ""); code != 401 {
+			t.Errorf("gate over the unix socket, X-Forwarded-For %q: %d, want 401", xff, code)
+		}
+	}
+	if code, _ := do(http.MethodGet, "/private", "203.0.113.170, 127.0.0.1", ""); code != 200 {
+		t.Errorf("strict walk over the unix socket skips the trusted 127.0.0.1: %d", code)
 	}
 }
