@@ -279,6 +279,8 @@ func TestVerifyForwardAuth(t *testing.T) {
 		{"host exclusion for another host", trustedPeer, client, "app.example.com", "/api/status", 401},
 		{"host exclusion with userinfo trick", trustedPeer, client, "evil@media.example.com", "/api/status", 401},
 		{"exclusion escaped with dot segments", trustedPeer, client, "", "/public/../admin", 401},
+		{"exclusion escaped with overlong dots", trustedPeer, client, "", "/public/%c0%ae%c0%ae/admin", 401},
+		{"exclusion escaped with fullwidth dots", trustedPeer, client, "", "/public/%ef%bc%8e%ef%bc%8e/admin", 401},
 		{"exclusion with malformed chain still admits", trustedPeer, "garbage", "", "/public", 200},
 		{"malformed chain", trustedPeer, "garbage", "", "/", 401},
 		{"untrusted peer: forwarded URI ignored", untrustedIP4, client, "media.example.com", "/public", 401},

@@ -3,6 +3,7 @@ package knocker
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // normalizePath canonicalises a request path the way the original service
@@ -101,8 +102,10 @@ func unhex(c byte) byte {
 
 // isAmbiguousPath reports a raw request path that different servers may read
 // differently: dot segments (also encoded, and also with path parameters,
-// "..;x", which Tomcat, Jetty and Spring read as ".."), an encoded slash or
-// backslash, a backslash, an encoded percent sign (double encoding) or NUL.
+// "..;x", which Tomcat, Jetty and Spring read as ".."), segments of dots and
+// look-alike dots or with trailing spaces, invalid UTF-8 (overlong forms of
+// "."), an encoded slash or backslash, a backslash, an encoded percent sign
+// (double encoding) or NUL.
 // Such a path never matches an exclusion, because the backend may resolve it
 // to a protected resource while we resolved it to an excluded one. Clients
 // with real business on an excluded path do not send paths like these.
@@ -114,13 +117,39 @@ func isAmbiguousPath(raw string) bool {
 			return true
 		}
 	}
-	for seg := range strings.SplitSeq(percentDecodeOnce(raw), "/") {
+	decoded := percentDecodeOnce(raw)
+	if !utf8.ValidString(decoded) {
+		return true // overlong forms such as %c0%ae, which some decoders read as "."
+	}
+	for seg := range strings.SplitSeq(decoded, "/") {
 		seg, _, _ = strings.Cut(seg, ";")
-		if seg == "." || seg == ".." {
+		if dotLike(seg) {
 			return true
 		}
 	}
 	return false
+}
+
+// dotLike reports a segment that is, or that some server may read as, a
+// dot segment: dots and look-alike dots (fullwidth, leaders, small full
+// stop) with any spaces (Windows drops trailing dots and spaces: "..%20",
+// "...").
+func dotLike(seg string) bool {
+	dots := 0
+	for _, r := range seg {
+		switch r {
+		case '.', '\uff0e', '\u2024', '\ufe52':
+			dots++
+		case '\u2025':
+			dots += 2
+		case '\u2026':
+			dots += 3
+		case ' ', '\t':
+		default:
+			return false
+		}
+	}
+	return dots > 0
 }
 
 // pathPrefixes is a list of normalised exclusion prefixes.

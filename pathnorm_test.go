@@ -77,7 +77,16 @@ func TestPathPrefixesMatch(t *testing.T) {
 		{"/api/status/..;x=1/admin", false},
 		{"/api/status/%2e%2e;/admin", false},
 		{"/api/status/.;/health", false},
-		{"/api/status/%3b/health", true}, // a plain ";" segment is not a dot segment
+		{"/api/status/%3b/health", true},                // a plain ";" segment is not a dot segment
+		{"/api/status/%c0%ae%c0%ae/admin", false},       // overlong UTF-8 "."
+		{"/api/status/%ef%bc%8e%ef%bc%8e/admin", false}, // fullwidth dots
+		{"/api/status/..%20/admin", false},              // Windows drops the space
+		{"/api/status/.../admin", false},
+		{"/api/status/%20../admin", false},
+		{"/api/status/%e2%80%a5/admin", false}, // two dot leader
+		{"/api/status/%ff/health", false},      // not UTF-8 at all
+		{"/api/status/v1.2/health", true},      // dots inside a name are fine
+		{"/api/status/%e2%82%ac", true},        // valid non-ASCII is fine
 	} {
 		if got := ps.match(tc.path); got != tc.want {
 			t.Errorf("match(%q) = %v, want %v", tc.path, got, tc.want)

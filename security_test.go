@@ -342,3 +342,15 @@ func TestTrustedProxiesUnix(t *testing.T) {
 		t.Errorf("strict walk over the unix socket skips the trusted 127.0.0.1: %d", code)
 	}
 }
+
+// Look-alike dot segments never match an exclusion at the gate: a backend
+// (IIS, an overlong-UTF-8 decoder) may read them as "..".
+func TestGateExclusionLookalikeDots(t *testing.T) {
+	h := startCaddy(t, "", defaultSite)
+	expectStatus(t, h.do(request{path: "/public/page", client: "203.0.113.180"}), 200, "a plain excluded path")
+	for _, p := range []string{"/public/%c0%ae%c0%ae/admin", "/public/%ef%bc%8e%ef%bc%8e/admin", "/public/..%20/admin", "/public/.../admin"} {
+		if got := h.do(request{path: p, client: "203.0.113.180"}).status; got != 401 {
+			t.Errorf("%s: %d, want 401", p, got)
+		}
+	}
+}
