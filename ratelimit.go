@@ -54,6 +54,7 @@ type bucketKey struct {
 type limiter struct {
 	mu        sync.Mutex
 	buckets   map[bucketKey][]int64
+	peak      int // most buckets held since buckets was made
 	lastPrune int64
 }
 
@@ -112,6 +113,7 @@ func (l *limiter) record(actor netip.Addr, o outcome, now int64, lim rateLimits)
 		events = make([]int64, 0, min(limit, 8))
 	}
 	l.buckets[k] = append(events, now)
+	l.peak = max(l.peak, len(l.buckets))
 	return true, 0
 }
 
@@ -136,7 +138,9 @@ func (l *limiter) release(actor netip.Addr, o outcome, ts int64) {
 }
 
 // pruneLocked drops idle buckets at most once per window, so memory is
-// bounded by the actors seen within one window.
+// bounded by the actors seen within one window. A Go map never gives back
+// the room it grew to, so once an attack's buckets are gone the map is
+// rebuilt at its present size and that memory returns.
 func (l *limiter) pruneLocked(now, window int64) {
 	if now-l.lastPrune < window {
 		return
@@ -145,7 +149,18 @@ func (l *limiter) pruneLocked(now, window int64) {
 	for k := range l.buckets {
 		l.live(k, now, window)
 	}
+	if l.peak >= shrinkFrom && len(l.buckets) <= l.peak/4 {
+		m := make(map[bucketKey][]int64, len(l.buckets))
+		for k, v := range l.buckets {
+			m[k] = v
+		}
+		l.buckets, l.peak = m, len(m)
+	}
 }
+
+// shrinkFrom is the peak bucket count below which the map is never
+// rebuilt: a few thousand buckets cost too little to bother.
+const shrinkFrom = 4096
 
 // size is the number of buckets held, for tests.
 func (l *limiter) size() int {
