@@ -25,10 +25,12 @@ var ports struct {
 	crashKnock, crashGate    int
 	reloadAdminPort          int
 	reloadKnock, reloadGate  int
+	rotationAdmin            int
+	rotationKnock            int
 }
 
 func TestMain(m *testing.M) {
-	p, err := testports.Ports(9)
+	p, err := testports.Ports(11)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -36,6 +38,7 @@ func TestMain(m *testing.M) {
 	ports.defaultAdmin, ports.quickstart, ports.quickstartPv, ports.second = p[0], p[1], p[2], p[3]
 	ports.crashKnock, ports.crashGate = p[4], p[5]
 	ports.reloadAdminPort, ports.reloadKnock, ports.reloadGate = p[6], p[7], p[8]
+	ports.rotationAdmin, ports.rotationKnock = p[9], p[10]
 	baseURL = fmt.Sprintf("http://localhost:%d", ports.quickstart)
 	privateURL = fmt.Sprintf("http://localhost:%d", ports.quickstartPv)
 	os.Exit(m.Run())
@@ -130,6 +133,26 @@ func knockAs(c *http.Client, knockSite, key, ip string, ttl int) (int, knockAnsw
 		}
 	}
 	return resp.StatusCode, ans, nil
+}
+
+// knockAdmin whitelists ip for one second with an admin key, knocking as
+// the client 203.0.113.199.
+func knockAdmin(c *http.Client, knockSite, key, ip string) (int, knockAnswer, error) {
+	req, err := http.NewRequest(http.MethodPost, knockSite+"/knock", strings.NewReader(fmt.Sprintf(`{"ip_address": %q, "ttl": 1}`, ip)))
+	if err != nil {
+		return 0, knockAnswer{}, err
+	}
+	req.Header.Set("X-Api-Key", key)
+	req.Header.Set("X-Forwarded-For", "203.0.113.199")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, knockAnswer{}, err
+	}
+	defer resp.Body.Close()
+	var ans knockAnswer
+	err = json.NewDecoder(resp.Body).Decode(&ans)
+	return resp.StatusCode, ans, err
 }
 
 // getAs GETs url as client address ip and returns the status and body.
