@@ -15,10 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-knocker/knocker/internal/testports"
 )
+
+// Tests never write the machine's autosave file (the user's
+// ~/.config/caddy/autosave.json): caddytest starts Caddy with a config of
+// its own that would be persisted there, and two test runs would share it.
+func init() { caddy.ConfigAutosavePath = os.DevNull }
 
 var admin struct {
 	once sync.Once
