@@ -31,6 +31,9 @@ func TestKeyRotation(t *testing.T) {
 	site := siteURL(ports.rotationKnock)
 	config := writeConfig(t, dir, "rotation.Caddyfile", fmt.Sprintf(`{
 	admin %s
+	log {
+		output file %s/caddy.log
+	}
 	default_bind 127.0.0.1
 	servers {
 		trusted_proxies static 127.0.0.1/32
@@ -50,7 +53,7 @@ func TestKeyRotation(t *testing.T) {
 http://:%d {
 	knock
 }
-`, admin, dir, secret, adminKey, ports.rotationKnock))
+`, admin, dir, dir, secret, adminKey, ports.rotationKnock))
 	caddy := startCaddy(t, bin, home, config)
 	caddy.waitUp(t, site+"/health")
 	client := loadClient()
@@ -101,7 +104,11 @@ http://:%d {
 			t.Fatalf("%s after the ttl-1 knock: %+v %v", ip, st, err)
 		}
 	}
-	if !strings.Contains(caddy.output.String(), `"key":"phone"`) {
-		t.Fatal("the log names no key in its knock lines, so the README's way to find a key's grants does not work")
+	logs, err := os.ReadFile(filepath.Join(dir, "caddy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), `"entry":"203.0.113.190","ttl":3600,"key":"phone"`) {
+		t.Fatalf("the log names no key in its knock lines, so the README's way to find a key's grants does not work:\n%s", logs)
 	}
 }
