@@ -141,7 +141,7 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		if !k.DisableWeb && serveWeb(w, r) {
 			return nil
 		}
-		return next.ServeHTTP(w, k.app.dropKnockerKey(r))
+		return k.app.passOn(w, k.app.dropKnockerKey(r), next, k.logger)
 	}
 	switch endpointPath(r.URL.Path) {
 	case "/knock/status":
@@ -188,10 +188,11 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 	ts := now().Unix()
 	if presented == "" {
 		// No key, so no guess: such a request must not use up the failure
-		// window, or anyone on the owner's network, or any web page the
-		// owner visits (a text/plain POST needs no CORS preflight), could
-		// lock the owner's knocks out. The answer is the one the checks
-		// below would give, and says nothing about any key.
+		// window, or any web page the owner visits could lock the owner's
+		// knocks out with keyless POSTs, which need no CORS preflight. (A
+		// wrong key still counts; a restrictive cors_origin keeps other
+		// pages from sending one.) The answer is the one the checks below
+		// would give, and says nothing about any key.
 		if _, ok := k.app.clientIP(r); !ok {
 			writeJSONError(w, newAPIError(http.StatusBadRequest, msgNoClientIP))
 		} else {

@@ -91,38 +91,34 @@ func knockerApp(ctx caddy.Context) (*App, error) {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	r = g.app.dropKnockerKey(r) // first: every answer below may be an error
 	if isEarlyData(r) {
-		return caddyhttp.Error(http.StatusTooEarly, errEarlyData)
+		return g.refuse(w, r, http.StatusTooEarly, errEarlyData)
 	}
-	r = g.app.dropKnockerKey(r)
 	if len(g.exclude) > 0 && g.exclude.match(r.URL.EscapedPath()) {
-		return next.ServeHTTP(w, r)
+		return g.app.passOn(w, r, next, g.logger)
 	}
 	ip, ok := g.app.clientIP(r)
 	if !ok {
-		return g.deny(w, r, errNoClientIP)
+		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}
 	if g.allow.contains(ip) || g.app.allowed(ip, now().Unix()) {
-		return next.ServeHTTP(w, r)
+		return g.app.passOn(w, r, next, g.logger)
 	}
 	if c := g.logger.Check(zapcore.DebugLevel, "denied"); c != nil {
 		c.Write(zap.Stringer("client_ip", ip))
 	}
-	return g.deny(w, r, errNotWhitelisted)
+	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)
 }
 
-// deny refuses r with DenyStatus: as a Caddy error, so that handle_errors
-// can render it, unless r carried a knocker key (see keyheader.go): Caddy
-// would log that error with the request headers as they arrived, key
-// included, so such a denial is written here and logs nothing.
-func (g *Gate) deny(w http.ResponseWriter, r *http.Request, why error) error {
+// refuse answers r with status: as a Caddy error, so that handle_errors
+// can render it, unless r carried a knocker key (see keyheader.go).
+func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
 	if carriedKnockerKey(r) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(g.DenyStatus)
-		_, _ = w.Write([]byte(http.StatusText(g.DenyStatus) + "\n"))
+		writeStatus(w, status)
 		return nil
 	}
-	return caddyhttp.Error(g.DenyStatus, why)
+	return caddyhttp.Error(status, why)
 }
 
 // Interface guards.

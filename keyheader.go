@@ -2,7 +2,12 @@ package knocker
 
 import (
 	"context"
+	"errors"
 	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // A knocker key sent anywhere but the knock endpoint (a mistyped URL such
@@ -12,10 +17,12 @@ import (
 // that header for their own keys.
 //
 // Caddy's error log records a copy of the request headers taken before any
-// handler ran, so removing the header cannot keep it out of that log; a
-// gate denial of a request that carried a knocker key is therefore written
-// directly rather than returned as an error (handle_errors does not see
-// it), and no error log line is made for it.
+// handler ran, so removing the header cannot keep it out of that log. For a
+// request that carried a knocker key, no error may therefore reach Caddy:
+// the gate writes its denials itself, and an error from any handler after
+// knock or knocker (a backend that is down, a file server's 500) is
+// written as its status and logged here, without the request. handle_errors
+// does not run for such requests.
 
 // keyRemovedCtxKey marks a request whose knocker key a handler removed.
 type keyRemovedCtxKey struct{}
@@ -41,4 +48,35 @@ func (a *App) dropKnockerKey(r *http.Request) *http.Request {
 func carriedKnockerKey(r *http.Request) bool {
 	removed, _ := r.Context().Value(keyRemovedCtxKey{}).(bool)
 	return removed
+}
+
+// passOn serves r with next. If a knocker key was removed from r, an error
+// from next is answered here instead of returned (see above), and logged
+// at the level Caddy would use, without the request's headers.
+func (a *App) passOn(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, log *zap.Logger) error {
+	err := next.ServeHTTP(w, r)
+	if err == nil || !carriedKnockerKey(r) {
+		return err
+	}
+	status := http.StatusInternalServerError
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		status = he.StatusCode
+	}
+	level := zapcore.DebugLevel
+	if status >= 500 {
+		level = zapcore.ErrorLevel
+	}
+	if c := log.Check(level, "handler error on a request whose knocker key was removed (logged without its headers)"); c != nil {
+		c.Write(zap.Int("status", status), zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Error(err))
+	}
+	writeStatus(w, status)
+	return nil
+}
+
+// writeStatus answers with status and its text.
+func writeStatus(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(http.StatusText(status) + "\n"))
 }

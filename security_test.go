@@ -261,6 +261,13 @@ func TestMistypedKnockURLsKeepTheKey(t *testing.T) {
 	}
 	knocker {
 		deny_status 503
+		exclude /public
+	}
+	handle /broken* {
+		error 502
+	}
+	handle /public/broken* {
+		error 502
 	}
 	respond "key=[{http.request.header.X-Api-Key}]"`)
 	for _, path := range []string{"//knock", "/knock/", "///knock//"} {
@@ -279,6 +286,18 @@ func TestMistypedKnockURLsKeepTheKey(t *testing.T) {
 		r = h.do(request{method: http.MethodPost, path: path, client: "203.0.113.161", key: phoneSecret})
 		if r.status != 503 {
 			t.Errorf("denied POST %s: %d, want 503", path, r.status)
+		}
+	}
+	// A handler after the gate fails (a backend down): Caddy would log that
+	// error with the headers as they arrived, so it is answered without it.
+	for _, tc := range []struct{ path, client string }{
+		{"/broken.json", "203.0.113.160"},   // whitelisted, mistyped URL
+		{"/public/broken", "203.0.113.161"}, // excluded path, not whitelisted
+		{"/public/broken", "garbage, x"},    // excluded path, no client IP
+	} {
+		r := h.do(request{method: http.MethodPost, path: tc.path, client: tc.client, key: phoneSecret})
+		if r.status != 502 {
+			t.Errorf("POST %s as %s with the key, failing backend: %d, want 502", tc.path, tc.client, r.status)
 		}
 	}
 	sonarr := map[string]string{"X-Api-Key": "sonarr-own-key-0123456789"}
