@@ -10,9 +10,11 @@ import (
 
 // Without access(2) (Windows), the checks read the file mode: a read-only
 // attribute shows as a mode without write permission. ACLs are not
-// consulted; a write they refuse still fails cleanly when it happens.
+// consulted; the write probe (probeWrite) finds what they refuse.
 
-// dirWritable reports whether dir is a directory that is not read-only.
+// dirWritable reports whether dir is a directory. Its mode says nothing:
+// Windows sets the read-only attribute on folders (Go then reports 0555)
+// without stopping files being created in them; the write probe decides.
 func dirWritable(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -21,7 +23,7 @@ func dirWritable(dir string) error {
 	if !fi.IsDir() {
 		return errors.New("not a directory")
 	}
-	return writableMode(fi)
+	return nil
 }
 
 // fileReadWritable reports whether path is a file that is not read-only;

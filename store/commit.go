@@ -47,6 +47,7 @@ func (r *request) fail(err error) {
 type writer struct {
 	journal      *os.File
 	journalSize  int64 // bytes of fsynced records in the journal
+	writeFailed  bool  // the last journal write failed
 	snapshotSize int64
 	minCompact   int64 // compact when the journal exceeds max(minCompact, snapshotSize)
 	snapshotOK   bool  // the snapshot file exists
@@ -281,9 +282,14 @@ func (s *Store) appendJournal(b []byte) error {
 	}
 	if err == nil {
 		s.w.journalSize += int64(len(b))
+		if s.w.writeFailed { // the disk is back: Check must look again
+			s.w.writeFailed = false
+			s.probe.stale.Store(true)
+		}
 		return nil
 	}
-	s.probedAt.Store(0) // Check must look at the disk again
+	s.w.writeFailed = true
+	s.probe.stale.Store(true) // Check must look at the disk again
 	var terr error
 	if hooks != nil && hooks.truncate != nil {
 		terr = hooks.truncate(s.w.journal, s.w.journalSize)

@@ -72,8 +72,13 @@ type Store struct {
 	count atomic.Int64 // entries in idx, expired-not-swept included
 	subs  subscribers
 
-	maxEntries    atomic.Int64
-	probedAt      atomic.Int64 // unix ns of Check's last successful write probe; 0: none
+	maxEntries atomic.Int64
+	probe      struct {
+		mu    sync.Mutex
+		at    time.Time   // of the last probe
+		err   error       // its result
+		stale atomic.Bool // a journal write failed since
+	}
 	interval      atomic.Int64 // time.Duration
 	limitsChanged chan struct{}
 
@@ -104,11 +109,12 @@ type faultHooks struct {
 	snapshot func() error // called before a snapshot is written
 }
 
-// resolvePath follows symbolic links in path, also a link to a file not
+// ResolvePath follows symbolic links in path, also a link to a file not
 // written yet, so that two names for one whitelist take one lock:
 // otherwise two stores would run on one file and diverge. Parts that do
-// not exist yet stay as they are.
-func resolvePath(path string) string {
+// not exist yet stay as they are. Open uses it; callers that share stores
+// by path should key them by it too.
+func ResolvePath(path string) string {
 	for range 40 { // as many links as Linux follows
 		if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
 			path = filepath.Join(dir, filepath.Base(path))
@@ -138,7 +144,7 @@ func Open(opts Options) (*Store, error) {
 	case opts.CleanupInterval <= 0:
 		return nil, fmt.Errorf("store: Options.CleanupInterval must be positive, got %v", opts.CleanupInterval)
 	}
-	path := resolvePath(filepath.Clean(opts.Path))
+	path := ResolvePath(filepath.Clean(opts.Path))
 	s := &Store{
 		path:           path,
 		journalPath:    path + ".journal",
@@ -377,10 +383,13 @@ const probeEvery = time.Second
 
 // probeWrite writes, syncs and removes one page in the store's directory,
 // as a journal append would: permissions say nothing about a full disk.
-// A success is reused for probeEvery; a failed journal write forgets it.
+// One probe runs at a time and its result, failure included, is reused for
+// probeEvery; a failed journal write makes the next Check probe again.
 func (s *Store) probeWrite() error {
-	if at := s.probedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < probeEvery {
-		return nil
+	s.probe.mu.Lock()
+	defer s.probe.mu.Unlock()
+	if !s.probe.stale.Swap(false) && !s.probe.at.IsZero() && time.Since(s.probe.at) < probeEvery {
+		return s.probe.err
 	}
 	f, err := os.CreateTemp(s.dir, filepath.Base(s.path)+tempSuffix+"probe-*")
 	if err == nil {
@@ -394,10 +403,10 @@ func (s *Store) probeWrite() error {
 		os.Remove(f.Name())
 	}
 	if err != nil {
-		return fmt.Errorf("store: cannot write in %s (is the disk full?): %w", s.dir, err)
+		err = fmt.Errorf("store: cannot write in %s (is the disk full?): %w", s.dir, err)
 	}
-	s.probedAt.Store(time.Now().UnixNano())
-	return nil
+	s.probe.at, s.probe.err = time.Now(), err
+	return err
 }
 
 func (s *Store) submit(r *request) error {
