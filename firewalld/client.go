@@ -1,7 +1,10 @@
+//go:build !(illumos || solaris || dragonfly)
+
 package firewalld
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -282,4 +285,32 @@ func (c *client) addRuntimeRules(ctx context.Context, zone string, rules []timed
 		collect()
 	}
 	return errs
+}
+
+const (
+	exceptionName     = ifaceMain + ".Exception"
+	notAuthorizedName = ifaceMain + ".NotAuthorizedException"
+)
+
+// parseError turns a D-Bus error from firewalld into an *Error; other
+// errors (transport, context) are returned unchanged.
+func parseError(err error) error {
+	var de dbus.Error
+	var dep *dbus.Error
+	switch {
+	case errors.As(err, &dep) && dep != nil:
+		de = *dep
+	case errors.As(err, &de):
+	default:
+		return err
+	}
+	switch de.Name {
+	case exceptionName:
+		return parseExceptionText(de.Error())
+	case notAuthorizedName:
+		return &Error{Code: ErrNotAuthorized.Code, Detail: de.Error()}
+	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
+		return &Error{Code: ErrNotRunning.Code, Detail: "D-Bus name " + busName + " has no owner"}
+	}
+	return err
 }

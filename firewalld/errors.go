@@ -3,8 +3,6 @@ package firewalld
 import (
 	"errors"
 	"strings"
-
-	"github.com/godbus/dbus/v5"
 )
 
 // Error is an error reported by firewalld: a D-Bus error named
@@ -48,34 +46,6 @@ var (
 	// after Stop: without the reconciler nothing is opened (fail closed).
 	ErrStopped = errors.New("firewalld: reconciler is not running")
 )
-
-const (
-	exceptionName     = ifaceMain + ".Exception"
-	notAuthorizedName = ifaceMain + ".NotAuthorizedException"
-)
-
-// parseError turns a D-Bus error from firewalld into an *Error; other
-// errors (transport, context) are returned unchanged.
-func parseError(err error) error {
-	var de dbus.Error
-	var dep *dbus.Error
-	switch {
-	case errors.As(err, &dep) && dep != nil:
-		de = *dep
-	case errors.As(err, &de):
-	default:
-		return err
-	}
-	switch de.Name {
-	case exceptionName:
-		return parseExceptionText(de.Error())
-	case notAuthorizedName:
-		return &Error{Code: ErrNotAuthorized.Code, Detail: de.Error()}
-	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
-		return &Error{Code: ErrNotRunning.Code, Detail: "D-Bus name " + busName + " has no owner"}
-	}
-	return err
-}
 
 // parseExceptionText splits firewalld's "CODE: detail" message. A message
 // without a recognisable code becomes UNKNOWN_ERROR with the whole text.

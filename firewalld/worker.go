@@ -1,3 +1,5 @@
+//go:build !(illumos || solaris || dragonfly)
+
 package firewalld
 
 import (
