@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddy-knocker/knocker/internal/testcaddy"
+	"github.com/caddy-knocker/knocker/store"
 )
 
 func TestKnockThenGate(t *testing.T) {
@@ -479,15 +480,20 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 			t.Errorf("%s after failed reloads: %d, want 200 (evicted by the refused config's max_entries 3)", ip, got)
 		}
 	}
-	path := filepath.Join(dir, "state", "whitelist.json")
+	path := store.ResolvePath(filepath.Join(dir, "state", "whitelist.json"))
+	found := false
 	stores.Range(func(k, v any) bool {
 		if k == path {
+			found = true
 			if got := v.(pooledStore).CleanupInterval(); got != defaultCleanupInterval {
 				t.Errorf("sweep interval after failed reloads: %v, want the running config's %v", got, defaultCleanupInterval)
 			}
 		}
 		return true
 	})
+	if !found {
+		t.Fatalf("no open store for %s, so its sweep interval could not be checked", path)
+	}
 	stopKnocker(t)
 	var snapshot map[string]int64
 	if err := json.Unmarshal([]byte(h.readFile("state/whitelist.json")), &snapshot); err != nil {
@@ -496,6 +502,28 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 	if len(snapshot) != len(knocked) {
 		t.Fatalf("whitelist holds %d entries, want %d", len(snapshot), len(knocked))
 	}
+}
+
+// A reload that names the same whitelist through a symlink shares the
+// open store (the pool is keyed by the resolved path), instead of failing
+// on the file's lock.
+func TestReloadToASymlinkedWhitelist(t *testing.T) {
+	dir := t.TempDir()
+	h := startCaddyIn(t, dir, "", defaultSite)
+	expectStatus(t, h.knock("203.0.113.150", phoneSecret, ""), 200, "knock")
+	link := filepath.Join(t.TempDir(), "state-link")
+	if err := os.Symlink(filepath.Join(dir, "state"), link); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(config(t, dir, "", defaultSite), "whitelist_file "+dir+"/state/", "whitelist_file "+link+"/", 1)
+	if !strings.Contains(cfg, link) {
+		t.Fatal("the test config names no whitelist_file to replace")
+	}
+	startWith(t, cfg)
+	if got := h.gate("203.0.113.150"); got != 200 {
+		t.Fatalf("grant after the reload to the symlinked path: %d, want 200", got)
+	}
+	expectStatus(t, h.knock("203.0.113.151", phoneSecret, ""), 200, "knock after the reload")
 }
 
 func TestSecretsNeverLogged(t *testing.T) {

@@ -74,6 +74,7 @@ type App struct {
 type appState struct {
 	st       atomic.Pointer[store.Store]
 	mu       sync.Mutex // guards opening and releasing the store
+	poolKey  string     // the whitelist path with symlinks resolved, while acquired
 	acquired bool
 	released bool
 
@@ -272,9 +273,9 @@ func (a *App) Cleanup() error {
 		// config holds open; after a final shutdown a closed store still
 		// answers lookups from memory and refuses grants (ErrClosed).
 		if s := a.st.Load(); s != nil {
-			releaseSweep(a.path, a.appState, s)
+			releaseSweep(a.poolKey, a.appState, s)
 		}
-		if _, err := stores.Delete(a.path); err != nil {
+		if _, err := stores.Delete(a.poolKey); err != nil {
 			errs = append(errs, fmt.Errorf("closing whitelist %s: %v", a.path, err))
 		}
 	}
@@ -304,7 +305,11 @@ func (a *App) openStore() (*store.Store, error) {
 	if a.released {
 		return nil, errors.New("knocker app was cleaned up")
 	}
-	v, _, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
+	// Keyed by the resolved path, so that two names for one file (a reload
+	// that switches to a symlink) share the store instead of colliding on
+	// its lock.
+	key := store.ResolvePath(a.path)
+	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		s, err := store.Open(store.Options{
 			Path:            a.path,
 			MaxEntries:      a.MaxEntries,
@@ -321,8 +326,8 @@ func (a *App) openStore() (*store.Store, error) {
 		return nil, fmt.Errorf("opening whitelist: %w", err)
 	}
 	s := v.(pooledStore).Store
-	holdSweep(a.path, a.appState, time.Duration(a.CleanupInterval), s)
-	a.acquired = true
+	holdSweep(key, a.appState, time.Duration(a.CleanupInterval), s)
+	a.poolKey, a.acquired = key, true
 	a.st.Store(s)
 	return s, nil
 }
