@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testports"
 )
 
 // TestKeyRotation checks the rotation procedure the README gives, on the
@@ -56,7 +58,9 @@ http://:%d {
 `, admin, dir, dir, secret, adminKey, ports.rotationKnock))
 	caddy := startCaddy(t, bin, home, config)
 	caddy.waitUp(t, site+"/health")
-	client := loadClient()
+	// One connection per request: a kept-alive connection would still be
+	// served by the config before a reload.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	knock := func(key, ip string) int {
 		t.Helper()
 		code, _, err := knockAs(client, site, key, ip, 0)
@@ -73,6 +77,9 @@ http://:%d {
 		if err != nil {
 			t.Fatalf("caddy reload %v: %v\n%s", args, err, out)
 		}
+		// The reload returns once the old servers began to shut down;
+		// their sockets may still take a connection for a moment.
+		testports.AwaitOldListenersClosed(t, ports.rotationKnock)
 		return string(out)
 	}
 

@@ -58,8 +58,8 @@ var watched struct {
 }
 
 // Watch adds ports that this process's configs listen on to those Load and
-// AssertLoadError wait for (see AwaitOldListenersClosed); the admin port is
-// always watched.
+// AssertLoadError wait for (see testports.AwaitOldListenersClosed); the
+// admin port is always watched.
 func Watch(ports ...int) {
 	watched.mu.Lock()
 	defer watched.mu.Unlock()
@@ -71,7 +71,7 @@ func settle(tb testing.TB) {
 	watched.mu.Lock()
 	ports := append([]int{AdminPort(tb)}, watched.ports...)
 	watched.mu.Unlock()
-	AwaitOldListenersClosed(tb, ports...)
+	testports.AwaitOldListenersClosed(tb, ports...)
 }
 
 // Load loads rawConfig (of the given adapter type) into this process's
@@ -128,56 +128,4 @@ func adminAnswers(port int) bool {
 	}
 	resp.Body.Close()
 	return true
-}
-
-// AwaitOldListenersClosed waits until no address has two listening sockets
-// on any of ports. Caddy binds each config's listeners with SO_REUSEPORT,
-// and after a config load (or a refused one) returns, the previous config's
-// servers may still be closing theirs; a connection the kernel queues on a
-// socket that is then closed is reset. Waiting for that socket to be gone
-// lets a test's next request meet only the running config. (Linux: read
-// from /proc/net/tcp*; elsewhere it returns at once.)
-func AwaitOldListenersClosed(tb testing.TB, ports ...int) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		dup, ok := duplicateListener(ports)
-		if !ok || dup == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("two sockets still listen on %s 30 s after the config load", dup)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// duplicateListener returns a local address (hex, as /proc shows it) on
-// which more than one socket listens on one of ports; ok is false where
-// /proc/net/tcp cannot be read.
-func duplicateListener(ports []int) (dup string, ok bool) {
-	want := map[string]bool{}
-	for _, p := range ports {
-		want[fmt.Sprintf("%04X", p)] = true
-	}
-	seen := map[string]int{}
-	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			return "", false
-		}
-		for _, line := range strings.Split(string(raw), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 4 || f[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			_, port, found := strings.Cut(f[1], ":")
-			if found && want[port] {
-				if seen[f[1]]++; seen[f[1]] > 1 {
-					return f[1], true
-				}
-			}
-		}
-	}
-	return "", true
 }

@@ -13,7 +13,7 @@
 //   - it is reserved for this process's life by a lock file shared by all
 //     test processes on the machine, so no other test run picks it before
 //     this one binds it, however late that is;
-//   - it lies below the kernel's ephemeral range, so no outgoing
+//   - it lies outside the kernel's ephemeral range, so no outgoing
 //     connection of any process takes it as its source port meanwhile (a
 //     port picked with bind(":0") can be, and a load test makes thousands
 //     of connections: "bind: address already in use" minutes later).
@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // FreePort returns a TCP port reserved for this process, or fails the test.
@@ -68,7 +69,7 @@ func Ports(n int) ([]int, error) {
 		picked.ports = map[int]bool{}
 	}
 	low, high := pickRange()
-	dir := filepath.Join(os.TempDir(), "knocker-test-ports")
+	dir := lockDir()
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, err
 	}
@@ -113,20 +114,87 @@ func bindable(port int) bool {
 }
 
 // pickRange is where ports are picked: below the ephemeral range that
-// /proc/sys/net/ipv4/ip_local_port_range gives (Linux), else below the
-// IANA dynamic range that the other systems use.
+// /proc/sys/net/ipv4/ip_local_port_range gives (Linux; 32768-60999 by
+// default), or above it if too little lies below (a host tuned to
+// 1024-65535 leaves nothing outside it: then the whole range, and a port
+// a connection holds is simply skipped as in use).
 func pickRange() (low, high int) {
-	ephemeral := 32768
+	ephLow, ephHigh := 32768, 60999 // also where the other systems start theirs (IANA: 49152)
 	if raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(raw)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				ephemeral = v
+			l, err1 := strconv.Atoi(f[0])
+			h, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && l <= h {
+				ephLow, ephHigh = l, h
 			}
 		}
 	}
-	low, high = 20000, ephemeral-1
-	if high-low < 1000 { // an unusual ephemeral range: take what lies below it
-		low = max(1024, high-8000)
+	switch {
+	case ephLow-1-1024 >= 1000:
+		return max(1024, min(20000, ephLow-1000)), ephLow - 1
+	case 65535-ephHigh >= 1000:
+		return ephHigh + 1, 65535
 	}
-	return low, high
+	return 1024, 65535
+}
+
+// lockDir is where port reservations live: /tmp on Unix whatever TMPDIR
+// says, so that test runs with different TMPDIRs still see each other's.
+func lockDir() string {
+	if fi, err := os.Stat("/tmp"); err == nil && fi.IsDir() {
+		return filepath.Join("/tmp", "knocker-test-ports")
+	}
+	return filepath.Join(os.TempDir(), "knocker-test-ports")
+}
+
+// AwaitOldListenersClosed waits until no address has two listening sockets
+// on any of ports. Caddy binds each config's listeners with SO_REUSEPORT,
+// and after a config load (or a refused one) returns, the previous config's
+// servers may still be closing theirs; a connection the kernel queues on a
+// socket that is then closed is reset. Waiting for that socket to be gone
+// lets a test's next request meet only the running config. (Linux: read
+// from /proc/net/tcp*; elsewhere it returns at once.)
+func AwaitOldListenersClosed(tb testing.TB, ports ...int) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		dup, ok := duplicateListener(ports)
+		if !ok || dup == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("two sockets still listen on %s 30 s after the config load", dup)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// duplicateListener returns a local address (hex, as /proc shows it) on
+// which more than one socket listens on one of ports; ok is false where
+// /proc/net/tcp cannot be read.
+func duplicateListener(ports []int) (dup string, ok bool) {
+	want := map[string]bool{}
+	for _, p := range ports {
+		want[fmt.Sprintf("%04X", p)] = true
+	}
+	seen := map[string]int{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return "", false
+		}
+		for _, line := range strings.Split(string(raw), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, port, found := strings.Cut(f[1], ":")
+			if found && want[port] {
+				if seen[f[1]]++; seen[f[1]] > 1 {
+					return f[1], true
+				}
+			}
+		}
+	}
+	return "", true
 }

@@ -1,7 +1,6 @@
 package testports
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -20,7 +19,7 @@ func TestPortsAreDistinctReservedAndBelowTheEphemeralRange(t *testing.T) {
 		}
 		seen[p] = true
 		// Another holder (as another test process would be) cannot reserve it.
-		if f, ok := reserve(filepath.Join(os.TempDir(), "knocker-test-ports", strconv.Itoa(p)+".lock")); ok {
+		if f, ok := reserve(filepath.Join(lockDir(), strconv.Itoa(p)+".lock")); ok {
 			f.Close()
 			if reserveIsExclusive {
 				t.Fatalf("port %d was reserved a second time", p)
