@@ -106,8 +106,10 @@ http://:%d {
 		if err != nil || code != http.StatusOK || ans.ExpiresInSeconds != 1 {
 			t.Fatalf("ending %s's grant: %d %+v %v", ip, code, ans, err)
 		}
+		// Ended within the second: already expired (a busy machine may
+		// take that long to ask), or expiring at most a second from now.
 		st, err := statusAs(client, site, ip)
-		if err != nil || st.ExpiresAt == nil || *st.ExpiresAt > time.Now().Unix()+1 {
+		if err != nil || st.Whitelisted && (st.ExpiresAt == nil || *st.ExpiresAt > time.Now().Unix()+1) {
 			t.Fatalf("%s after the ttl-1 knock: %+v %v", ip, st, err)
 		}
 	}
