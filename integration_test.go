@@ -526,6 +526,21 @@ func TestReloadToASymlinkedWhitelist(t *testing.T) {
 	expectStatus(t, h.knock("203.0.113.151", phoneSecret, ""), 200, "knock after the reload")
 }
 
+// A whitelist under a symlinked directory that does not exist yet (the
+// first start creates it) keeps its pool key across reloads.
+func TestReloadUnderASymlinkedDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(t.TempDir(), dir); err != nil {
+		t.Fatal(err)
+	}
+	h := startCaddyIn(t, dir, "", defaultSite) // creates dir/state
+	expectStatus(t, h.knock("203.0.113.152", phoneSecret, ""), 200, "knock")
+	h = startCaddyIn(t, dir, "max_entries 5000", defaultSite)
+	if got := h.gate("203.0.113.152"); got != 200 {
+		t.Fatalf("grant after the reload: %d, want 200", got)
+	}
+}
+
 func TestSecretsNeverLogged(t *testing.T) {
 	h := startCaddy(t, "", defaultSite+`
 	handle_errors {

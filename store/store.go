@@ -116,9 +116,7 @@ type faultHooks struct {
 // by path should key them by it too.
 func ResolvePath(path string) string {
 	for range 40 { // as many links as Linux follows
-		if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
-			path = filepath.Join(dir, filepath.Base(path))
-		}
+		path = filepath.Join(resolveExisting(filepath.Dir(path)), filepath.Base(path))
 		target, err := os.Readlink(path)
 		if err != nil {
 			return path // not a link (or not there yet)
@@ -129,6 +127,20 @@ func ResolvePath(path string) string {
 		path = filepath.Clean(target)
 	}
 	return path
+}
+
+// resolveExisting resolves the symlinks of p's longest existing prefix and
+// keeps the rest, so that a directory not created yet (Open creates it)
+// still gets the same answer before and after it exists.
+func resolveExisting(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	parent := filepath.Dir(p)
+	if parent == p {
+		return p
+	}
+	return filepath.Join(resolveExisting(parent), filepath.Base(p))
 }
 
 // Open loads the whitelist at opts.Path (a missing file is an empty

@@ -361,6 +361,28 @@ func TestSymlinkedPathsShareTheLock(t *testing.T) {
 	}
 }
 
+// A path under a symlinked directory resolves the same before and after
+// its missing directories exist (Open creates them): the pool key of the
+// first start must equal that of every reload.
+func TestResolvePathBeforeTheDirectoryExists(t *testing.T) {
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(link, "state", "sub", "whitelist.json")
+	before := ResolvePath(p)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	after := ResolvePath(p)
+	want, _ := filepath.EvalSymlinks(real)
+	want = filepath.Join(want, "state", "sub", "whitelist.json")
+	if before != want || after != want {
+		t.Fatalf("ResolvePath before mkdir %q, after %q, want %q both times", before, after, want)
+	}
+}
+
 func TestSecondOpenIsLocked(t *testing.T) {
 	e := newEnv(t)
 	s := e.open()
