@@ -3,6 +3,7 @@ package knocker
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -54,9 +55,13 @@ func carriedKnockerKey(r *http.Request) bool {
 // from next is answered here instead of returned (see above), and logged
 // at the level Caddy would use, without the request's headers.
 func (a *App) passOn(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, log *zap.Logger) error {
-	err := next.ServeHTTP(w, r)
-	if err == nil || !carriedKnockerKey(r) {
-		return err
+	if !carriedKnockerKey(r) {
+		return next.ServeHTTP(w, r)
+	}
+	sw := &startedWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err := next.ServeHTTP(sw, r)
+	if err == nil {
+		return nil
 	}
 	status := http.StatusInternalServerError
 	var he caddyhttp.HandlerError
@@ -70,8 +75,33 @@ func (a *App) passOn(w http.ResponseWriter, r *http.Request, next caddyhttp.Hand
 	if c := log.Check(level, "handler error on a request whose knocker key was removed (logged without its headers)"); c != nil {
 		c.Write(zap.Int("status", status), zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Error(err))
 	}
-	writeStatus(w, status)
+	if !sw.started { // as Caddy does, never add to a response already begun
+		writeStatus(w, status)
+	}
 	return nil
+}
+
+// startedWriter notes whether a response has begun (final status or body).
+type startedWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	started bool
+}
+
+func (w *startedWriter) WriteHeader(status int) {
+	if status >= 200 || status == http.StatusSwitchingProtocols {
+		w.started = true
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *startedWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriterWrapper.Write(b)
+}
+
+func (w *startedWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.started = true
+	return w.ResponseWriterWrapper.ReadFrom(r)
 }
 
 // writeStatus answers with status and its text.
