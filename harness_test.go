@@ -156,6 +156,15 @@ func config(t *testing.T, dir, knockerExtra, site string, sites ...string) strin
 		testcaddy.AdminPort(t), httpPort, httpsPort)
 }
 
+// freezeClock stops knocker's clock at at for the rest of the test (or
+// until called again), so that a test can stand exactly a second before
+// an expiry however busy the machine is.
+func freezeClock(t *testing.T, at time.Time) {
+	if clockFrozen.Swap(at.UnixNano()) == 0 {
+		t.Cleanup(func() { clockFrozen.Store(0) })
+	}
+}
+
 // advanceClock moves knocker's clock forward for the rest of the test.
 func advanceClock(t *testing.T, d time.Duration) {
 	clockOffset.Add(int64(d))

@@ -342,13 +342,18 @@ func TestGateDenyStatusAndHandleErrors(t *testing.T) {
 func TestExpiry(t *testing.T) {
 	h := startCaddy(t, "", defaultSite)
 	const client = "203.0.113.90"
+	t0 := time.Now().Truncate(time.Second)
+	freezeClock(t, t0)
 	r := h.knock(client, adminSecret, `{"ttl": 60}`)
 	expectStatus(t, r, 200, "knock")
-	advanceClock(t, 59*time.Second)
+	if got := r.json(t)["expires_at"]; got != float64(t0.Unix()+60) {
+		t.Fatalf("expires_at %v, want %d", got, t0.Unix()+60)
+	}
+	freezeClock(t, t0.Add(59*time.Second))
 	if h.gate(client) != 200 {
 		t.Fatal("denied a second before expiry")
 	}
-	advanceClock(t, time.Second)
+	freezeClock(t, t0.Add(60*time.Second))
 	if h.gate(client) != 401 {
 		t.Fatal("admitted at the expiry second (expiry is strict)")
 	}

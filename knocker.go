@@ -370,10 +370,16 @@ func (a *App) clientIP(r *http.Request) (netip.Addr, bool) {
 	return ip, ok
 }
 
-// clockOffset shifts the clock in tests; it is zero in production.
-var clockOffset atomic.Int64
+// clockOffset shifts the clock in tests, and clockFrozen (unix ns), when
+// set, stops it; both are zero in production.
+var clockOffset, clockFrozen atomic.Int64
 
-func now() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
+func now() time.Time {
+	if f := clockFrozen.Load(); f != 0 {
+		return time.Unix(0, f)
+	}
+	return time.Now().Add(time.Duration(clockOffset.Load()))
+}
 
 // Interface guards.
 var (
