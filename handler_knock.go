@@ -66,8 +66,8 @@ func (k *Knock) Provision(ctx caddy.Context) error {
 		return err
 	}
 	k.app = app
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Logs != nil {
-		k.logger.Warn("access logs of this server record request headers, X-Api-Key included, unless the log format removes it: log { format filter { request>headers>X-Api-Key delete } }")
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		k.warnIfAccessLogsRecordTheKey(ctx, srv)
 	}
 	if k.CORSOrigin == "" {
 		k.CORSOrigin = "*"
