@@ -35,7 +35,7 @@ func newBenchGate(b testing.TB) *Gate {
 	}
 	app := &App{appState: new(appState)}
 	app.st.Store(s)
-	return &Gate{app: app, DenyStatus: http.StatusUnauthorized, logger: zap.NewNop()}
+	return &Gate{app: app, DenyStatus: http.StatusUnauthorized, logger: zap.NewNop(), errorRoutes: true}
 }
 
 // gateRequest is a request as Caddy hands it to handlers: client IP resolved
@@ -81,5 +81,34 @@ func TestGateDecisionsWithoutCaddy(t *testing.T) {
 	err = g.ServeHTTP(httptest.NewRecorder(), r, okHandler)
 	if he, ok := err.(caddyhttp.HandlerError); !ok || he.StatusCode != http.StatusTooEarly {
 		t.Fatalf("0-RTT request: %v, want 425", err)
+	}
+
+	// Without handle_errors routes the gate answers as Caddy would answer
+	// its error: the status, no body.
+	g.errorRoutes = false
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, gateRequest("203.0.113.8"), okHandler); err != nil || w.Code != http.StatusUnauthorized || w.Body.Len() != 0 {
+		t.Fatalf("other client, no error routes: %v, %d %q; want 401 written, no body, no error", err, w.Code, w.Body)
+	}
+}
+
+// BenchmarkGateDeny is the gate's cost for a client without grant, with
+// handle_errors routes (a Caddy error) and without (the status written).
+func BenchmarkGateDeny(b *testing.B) {
+	for _, errorRoutes := range []bool{true, false} {
+		name := "status"
+		if errorRoutes {
+			name = "caddy-error"
+		}
+		b.Run(name, func(b *testing.B) {
+			g := newBenchGate(b)
+			g.errorRoutes = errorRoutes
+			r := gateRequest("203.0.113.8")
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = g.ServeHTTP(w, r, okHandler)
+			}
+		})
 	}
 }

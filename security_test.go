@@ -305,9 +305,10 @@ func TestMistypedKnockURLsKeepTheKey(t *testing.T) {
 	if r.body != "key=[sonarr-own-key-0123456789]" {
 		t.Errorf("a backend's own X-Api-Key: %q, want it passed on", r.body)
 	}
-	// Denied as a Caddy error (handle_errors works), which Caddy logs with
-	// the request headers: the proof that the log would show a key.
 	expectStatus(t, h.do(request{path: "/api/v3/series", client: "203.0.113.161", headers: sonarr}), 503, "denied, backend key")
+	// A later handler's error without a knocker key is Caddy's to log, with
+	// the request headers: the proof that the log would show a key.
+	expectStatus(t, h.do(request{path: "/broken", client: "203.0.113.160", headers: sonarr}), 502, "failing backend, backend key")
 	stopKnocker(t)
 	logs := h.readFile("caddy.log")
 	if strings.Contains(logs, phoneSecret) {
@@ -318,7 +319,7 @@ func TestMistypedKnockURLsKeepTheKey(t *testing.T) {
 		}
 	}
 	if !strings.Contains(logs, "sonarr-own-key") {
-		t.Fatal("Caddy's log shows no request headers even for a denial, so this test proves nothing")
+		t.Fatal("Caddy's log shows no request headers even for a handler error, so this test proves nothing")
 	}
 }
 

@@ -450,8 +450,8 @@ func (b *bench) requestPath(ctx context.Context, whitelist string) error {
 				id, r+1, res.RPS, fmtDur(res.P50), fmtDur(res.P99), res.Non2xx, res.socketErrors(), res.caddyUsPerReq(), 100*res.CaddyCPU/res.Seconds, 100*res.WrkCPU/res.Seconds)
 		}
 	}
-	ba, bd := b.ratio("b", "a"), b.ratio("b", "d")
-	logf("b/a = %.3f (goal >= 0.97), b/d = %.2f (goal >= 2.5); medians over rounds of the ratios within a round", ba, bd)
+	ba, bd, ca := b.ratio("b", "a"), b.ratio("b", "d"), b.ratio("c", "a")
+	logf("b/a = %.3f (goal >= 0.97), c/a = %.3f (goal >= 0.9), b/d = %.2f (goal >= 2.5); medians over rounds of the ratios within a round", ba, ca, bd)
 
 	// Profiles: of (b) when asked or when a goal is missed; of the deny
 	// path (c) too when asked.
@@ -461,6 +461,8 @@ func (b *bench) requestPath(ctx context.Context, whitelist string) error {
 		profile = []string{"b", "c"}
 	case b.o.pprofMode == "auto" && (ba < 0.97 || bd < 2.5):
 		profile = []string{"b"}
+	case b.o.pprofMode == "auto" && ca < 0.9:
+		profile = []string{"c"}
 	}
 	for _, id := range profile {
 		prof, err := b.profile(ctx, id, target[id].url, target[id].xff)

@@ -55,10 +55,11 @@ func (b *bench) knock(grants, conns int) *wrkResult {
 
 func (b *bench) goals() []goal {
 	o := b.o
-	ra, rb, rd := b.median("a").RPS, b.median("b").RPS, b.median("d").RPS
-	ba, bd := b.ratio("b", "a"), b.ratio("b", "d")
+	ra, rb, rc, rd := b.median("a").RPS, b.median("b").RPS, b.median("c").RPS, b.median("d").RPS
+	ba, bd, ca := b.ratio("b", "a"), b.ratio("b", "d"), b.ratio("c", "a")
 	g := []goal{
 		{"(b)/(a) requests/s: the gate costs almost nothing", fmt.Sprintf("%.3f (ratio of the medians %.3f; by Caddy CPU per request %.3f)", ba, safeDiv(rb, ra), safeDiv(b.usPerReq("a"), b.usPerReq("b"))), "≥ 0.97", ba >= 0.97},
+		{"(c)/(a) requests/s: denying a scanner costs no more than serving the page", fmt.Sprintf("%.3f (ratio of the medians %.3f; by Caddy CPU per request %.3f)", ca, safeDiv(rc, ra), safeDiv(b.usPerReq("a"), b.usPerReq("c"))), "≥ 0.9", ca >= 0.9},
 		{"(b)/(d) requests/s: in-process vs. forward_auth", fmt.Sprintf("%.2f (ratio of the medians %.2f; by Caddy CPU per request %.2f)", bd, safeDiv(rb, rd), safeDiv(b.usPerReq("d"), b.usPerReq("b"))), "≥ 2.5", bd >= 2.5},
 	}
 	for _, c := range o.knockConns {
@@ -214,10 +215,10 @@ func (b *bench) markdown(goals []goal) string {
 	}
 	p("")
 	ra, rb, rc, rd := b.median("a").RPS, b.median("b").RPS, b.median("c").RPS, b.median("d").RPS
-	p("- **b/a = %.3f** (goal ≥ 0.97: %s), **b/d = %.2f** (goal ≥ 2.5: %s), c/a = %.3f: each the median over the rounds of the ratio within a round (the cases of a round run back to back, so a busy stretch of a shared machine lowers both sides of a ratio). Ratios of the medians in the table: b/a = %.3f, b/d = %.2f, c/a = %.3f.",
-		b.ratio("b", "a"), metStr(b.ratio("b", "a") >= 0.97), b.ratio("b", "d"), metStr(b.ratio("b", "d") >= 2.5), b.ratio("c", "a"), safeDiv(rb, ra), safeDiv(rb, rd), safeDiv(rc, ra))
-	p("- By Caddy CPU per request: b/a = %.3f, d/b = %.2f (the same ratios, measured as cost instead of throughput).", safeDiv(b.usPerReq("a"), b.usPerReq("b")), safeDiv(b.usPerReq("d"), b.usPerReq("b")))
-	p("- (c) is the deny path: all its answers are 401 (checked before each run, and wrk's `Non-2xx` count equals its request count); they are the expected answers, not errors.")
+	p("- **b/a = %.3f** (goal ≥ 0.97: %s), **b/d = %.2f** (goal ≥ 2.5: %s), **c/a = %.3f** (goal ≥ 0.9: %s): each the median over the rounds of the ratio within a round (the cases of a round run back to back, so a busy stretch of a shared machine lowers both sides of a ratio). Ratios of the medians in the table: b/a = %.3f, b/d = %.2f, c/a = %.3f.",
+		b.ratio("b", "a"), metStr(b.ratio("b", "a") >= 0.97), b.ratio("b", "d"), metStr(b.ratio("b", "d") >= 2.5), b.ratio("c", "a"), metStr(b.ratio("c", "a") >= 0.9), safeDiv(rb, ra), safeDiv(rb, rd), safeDiv(rc, ra))
+	p("- By Caddy CPU per request: b/a = %.3f, c/a = %.3f, d/b = %.2f (the same ratios, measured as cost instead of throughput).", safeDiv(b.usPerReq("a"), b.usPerReq("b")), safeDiv(b.usPerReq("a"), b.usPerReq("c")), safeDiv(b.usPerReq("d"), b.usPerReq("b")))
+	p("- (c) is the deny path: all its answers are 401 (checked before each run, and wrk's `Non-2xx` count equals its request count); they are the expected answers, not errors. The site has no `handle_errors`, so the gate writes the status itself, as Caddy would; with `handle_errors` a denial is a Caddy error and costs what Caddy's error handling costs (the micro-benchmark `BenchmarkGateDeny` shows both).")
 	p("- Requests: the sum over the rounds; the other columns: medians over rounds (CPU as a share of one core).")
 	p("")
 	p("<details><summary>Every round</summary>")
