@@ -71,6 +71,12 @@ Showing nodes accounting for 7.81s, 99.87% of 7.82s total
 ----------------------------------------------------------+-------------
 `
 
+const passOnBlock = `                                             0.44s   100% |   github.com/caddy-knocker/knocker.(*Gate).ServeHTTP
+         0     0%     0%      0.44s  5.63%                | github.com/caddy-knocker/knocker.(*App).passOn
+                                             0.44s   100% |   github.com/caddyserver/caddy/v2/modules/caddyhttp.HandlerFunc.ServeHTTP
+----------------------------------------------------------+-------------
+`
+
 func TestGateShare(t *testing.T) {
 	block, share := gateShare(peekOut, peekOut)
 	if len(block) == 0 || math.Abs(share-0.06/7.82) > 1e-9 {
@@ -79,6 +85,11 @@ func TestGateShare(t *testing.T) {
 	deny := strings.Replace(peekOut, "caddyhttp.HandlerFunc.ServeHTTP", "caddyhttp.Error", 1)
 	if _, share := gateShare(deny, deny); math.Abs(share-0.50/7.82) > 1e-9 {
 		t.Fatalf("deny path: share %v, want all of Gate.ServeHTTP", share)
+	}
+	// The next handler reached through passOn is not the gate's cost either.
+	viaPassOn := strings.Replace(peekOut, "caddyhttp.HandlerFunc.ServeHTTP", "knocker.(*App).passOn", 1) + passOnBlock
+	if _, share := gateShare(viaPassOn, viaPassOn); math.Abs(share-0.06/7.82) > 1e-9 {
+		t.Fatalf("next handler through passOn: share %v, want %v", share, 0.06/7.82)
 	}
 	if _, share := gateShare("no totals", peekOut); share != -1 {
 		t.Fatalf("share without totals: %v", share)

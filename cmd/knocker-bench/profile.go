@@ -78,7 +78,7 @@ func (b *bench) profile(ctx context.Context, id, url, xff string) (*profileResul
 	if err != nil {
 		return nil, fmt.Errorf("go tool pprof: %v\n%s", err, cum)
 	}
-	peek, err := run(ctx, 2*time.Minute, b.o.repo, nil, "go", "tool", "pprof", "-peek", `knocker\.\(\*Gate\)\.ServeHTTP$`, b.o.caddyBin, pr.Path)
+	peek, err := run(ctx, 2*time.Minute, b.o.repo, nil, "go", "tool", "pprof", "-peek", `knocker\.\(\*Gate\)\.ServeHTTP$|knocker\.\(\*App\)\.passOn$`, b.o.caddyBin, pr.Path)
 	if err != nil {
 		return nil, fmt.Errorf("go tool pprof: %v\n%s", err, peek)
 	}
@@ -97,10 +97,11 @@ var (
 	rePeekRow = regexp.MustCompile(`^\s*([\d.]+(?:m?s)?)\s+[\d.]+%\s+([\d.]+%\s+([\d.]+(?:m?s)?)\s+[\d.]+%\s+)?\|\s+(\S+)`)
 )
 
-// gateShare reads the -peek block of Gate.ServeHTTP: its cumulative time
-// minus what its next handler (a caddyhttp ServeHTTP) took is the gate's own
-// cost (on the deny path including caddyhttp.Error), returned as a share of
-// all samples.
+// gateShare reads the -peek blocks of Gate.ServeHTTP and App.passOn (which
+// the gate calls its next handler through): the gate's cumulative time minus
+// what its next handler (a caddyhttp ServeHTTP, called from either) took is
+// the gate's own cost (on the deny path including caddyhttp.Error), returned
+// as a share of all samples.
 func gateShare(top, peek string) ([]string, float64) {
 	var block []string
 	in := false
@@ -121,20 +122,26 @@ func gateShare(top, peek string) ([]string, float64) {
 		return block, -1
 	}
 	var cum, next time.Duration
-	seen := false
+	seen, fn := false, "" // fn: the function whose block the rows belong to, once its row is read
 	for _, line := range block {
+		if strings.HasPrefix(strings.TrimSpace(line), "---") {
+			fn = ""
+			continue
+		}
 		r := rePeekRow.FindStringSubmatch(line)
 		if r == nil {
 			continue
 		}
 		if r[2] != "" { // the row of the function itself: flat flat% sum% cum cum%
-			if strings.HasSuffix(r[4], "knocker.(*Gate).ServeHTTP") {
+			fn = r[4]
+			if strings.HasSuffix(fn, "knocker.(*Gate).ServeHTTP") {
 				cum, _ = time.ParseDuration(r[3])
 				seen = true
 			}
 			continue
 		}
-		if seen && strings.Contains(r[4], "caddyserver/caddy/v2/modules/caddyhttp.") && strings.HasSuffix(r[4], "ServeHTTP") {
+		calledByGate := strings.HasSuffix(fn, "knocker.(*Gate).ServeHTTP") || strings.HasSuffix(fn, "knocker.(*App).passOn")
+		if calledByGate && strings.Contains(r[4], "caddyserver/caddy/v2/modules/caddyhttp.") && strings.HasSuffix(r[4], "ServeHTTP") {
 			d, _ := time.ParseDuration(r[1])
 			next += d
 		}
