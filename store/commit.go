@@ -18,7 +18,7 @@ const (
 	reqGrant reqKind = iota + 1
 	reqRevoke
 	reqSweep
-	reqExec // run fn on the committer (test helpers)
+	reqExec // run fn on the committer
 )
 
 type request struct {
@@ -28,7 +28,12 @@ type request struct {
 	expires int64
 	limit   int // a grant's MaxEntries; 0: the store's
 	now     int64
-	fn      func()
+
+	// A grant's ownership (see GrantOptions).
+	owner    string
+	maxOwned int
+	mayEvict func(owner string) bool
+	fn       func()
 
 	// Results, written by the committer before done is closed.
 	result  GrantResult
@@ -52,7 +57,7 @@ type writer struct {
 	minCompact   int64 // compact when the journal exceeds max(minCompact, snapshotSize)
 	snapshotOK   bool  // the snapshot file exists
 	loadDirty    bool  // the loaded data differs from what the snapshot says
-	heap         expiryHeap
+	own          owners
 
 	// Per-batch planning state.
 	overlay map[entryKey]overlayState // the batch's own earlier changes
@@ -69,11 +74,13 @@ type writer struct {
 type overlayState struct {
 	exp     int64
 	present bool
+	owner   ownerID
 }
 
 type change struct {
-	key entryKey
-	ev  Event
+	key   entryKey
+	ev    Event
+	owner ownerID
 }
 
 type compactResult struct {
@@ -138,7 +145,7 @@ func (s *Store) commit(batch []*request) {
 	}
 	if len(w.buf) > 0 {
 		if err := s.appendJournal(w.buf); err != nil {
-			s.rebuildHeap() // planning popped and pushed items for the failed batch
+			s.rebuildHeaps() // planning popped and pushed items for the failed batch
 			if s.broken.Load() {
 				// The failed records may be on disk and could not be cut
 				// off. Replace the journal with a snapshot of memory (which
@@ -169,8 +176,8 @@ func (s *Store) commit(batch []*request) {
 	if cap(w.changes) > maxRetainedScratch/64 {
 		w.changes = nil
 	}
-	if len(w.heap) > 2*s.Len()+heapSlack {
-		s.rebuildHeap()
+	if w.own.heapItems() > 2*s.Len()+heapSlack {
+		s.rebuildHeaps()
 	}
 	s.maybeCompact()
 }
@@ -186,45 +193,19 @@ func (s *Store) current(k entryKey) (int64, bool) {
 func (s *Store) plan(r *request) {
 	switch r.kind {
 	case reqGrant:
-		prev, had := s.current(r.key)
-		if !had {
-			limit := r.limit
-			if limit == 0 {
-				limit = int(s.maxEntries.Load())
-			}
-			for s.Len()+s.w.delta >= limit {
-				// r.key is absent, so any heap item for it is stale and is
-				// skipped: the entry being granted is never the victim.
-				it, ok := s.w.heap.popLive(s.current)
-				if !ok {
-					break
-				}
-				victim := Entry{Prefix: it.key.prefix(), Expires: it.exp}
-				s.stage(it.key, Event{Kind: Removed, Entry: victim})
-				r.result.Evicted = append(r.result.Evicted, victim)
-			}
-		}
-		ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires}}
-		if had {
-			ev.Kind, ev.Previous = Extended, prev
-			r.result.Previous = prev
-		}
-		s.stage(r.key, ev)
-		s.w.heap.push(keyExp{r.key, r.expires})
-		r.result.Entry = ev.Entry
+		s.planGrant(r)
 	case reqRevoke:
 		if exp, had := s.current(r.key); had {
-			s.stage(r.key, Event{Kind: Removed, Entry: Entry{Prefix: r.prefix, Expires: exp}})
+			s.stage(r.key, Event{Kind: Removed, Entry: s.entry(r.key, exp)}, noOwner)
 			r.existed = true
 		}
 	case reqSweep:
 		for {
-			it, ok := s.w.heap.peekLive(s.current)
+			it, _, ok := s.soonest(nil, nil)
 			if !ok || it.exp > r.now {
 				break
 			}
-			s.w.heap.pop()
-			s.stage(it.key, Event{Kind: Expired, Entry: Entry{Prefix: it.key.prefix(), Expires: it.exp}})
+			s.stage(it.key, Event{Kind: Expired, Entry: s.entry(it.key, it.exp)}, noOwner)
 			r.swept++
 		}
 	case reqExec:
@@ -232,23 +213,98 @@ func (s *Store) plan(r *request) {
 	}
 }
 
-// stage records one planned change: its journal record, its overlay state
-// and its event.
-func (s *Store) stage(k entryKey, ev Event) {
+// planGrant plans a grant and the evictions it needs, or fails it with
+// ErrFull having staged nothing. Victims are chosen (popped from their
+// heaps) before anything is staged, and pushed back if the grant fails.
+func (s *Store) planGrant(r *request) {
 	w := &s.w
+	prev, had := s.current(r.key)
+	id := w.own.intern(r.owner)
+	gains := !had || s.ownerOf(r.key) != id // id holds one entry more afterwards
+	var victims []keyExp
+	var victimOwners []ownerID
+	chosen := map[entryKey]bool{}
+	take := func(it keyExp, o ownerID) {
+		s.w.own.heaps[o].pop()
+		victims, victimOwners = append(victims, it), append(victimOwners, o)
+		chosen[it.key] = true
+	}
+	chosen[r.key] = true // the entry being granted is never the victim
+	if gains && r.maxOwned > 0 {
+		own := func(o ownerID) bool { return o == id }
+		for w.own.held[id]-len(victims) >= r.maxOwned {
+			it, o, ok := s.soonest(own, chosen)
+			if !ok {
+				break
+			}
+			take(it, o)
+		}
+	}
+	if !had {
+		limit := r.limit
+		if limit == 0 {
+			limit = int(s.maxEntries.Load())
+		}
+		evictable := func(o ownerID) bool {
+			return o == id || r.mayEvict != nil && r.mayEvict(w.own.names[o])
+		}
+		for s.Len()+w.delta-len(victims) >= limit {
+			it, o, ok := s.soonest(evictable, chosen)
+			if !ok {
+				for i, v := range victims {
+					w.own.heaps[victimOwners[i]].push(v)
+				}
+				r.err = fmt.Errorf("%w: %d entries (max_entries %d) and none this grant may evict", ErrFull, s.Len()+w.delta, limit)
+				return
+			}
+			take(it, o)
+		}
+	}
+	for _, v := range victims {
+		victim := s.entry(v.key, v.exp)
+		s.stage(v.key, Event{Kind: Removed, Entry: victim}, noOwner)
+		r.result.Evicted = append(r.result.Evicted, victim)
+	}
+	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires, Owner: r.owner}}
+	if had {
+		ev.Kind, ev.Previous = Extended, prev
+		r.result.Previous = prev
+	}
+	s.stage(r.key, ev, id)
+	w.own.heaps[id].push(keyExp{r.key, r.expires})
+	r.result.Entry = ev.Entry
+}
+
+// entry is k's entry with expiry exp and its current owner.
+func (s *Store) entry(k entryKey, exp int64) Entry {
+	return Entry{Prefix: k.prefix(), Expires: exp, Owner: s.w.own.names[s.ownerOf(k)]}
+}
+
+// stage records one planned change: its journal record, its overlay state,
+// the owners' counts and its event. owner is the new owner of a set.
+func (s *Store) stage(k entryKey, ev Event, owner ownerID) {
+	w := &s.w
+	prevOwner, had := s.ownerOf(k), false
+	if _, ok := s.current(k); ok {
+		had = true
+	}
+	if had {
+		w.own.held[prevOwner]--
+	}
 	switch ev.Kind {
 	case Added, Extended:
-		w.buf = appendRecord(w.buf, opSet, ev.Entry.Prefix, ev.Entry.Expires)
-		w.overlay[k] = overlayState{exp: ev.Entry.Expires, present: true}
+		w.buf = appendRecord(w.buf, opSet, ev.Entry.Prefix, ev.Entry.Expires, w.own.names[owner])
+		w.overlay[k] = overlayState{exp: ev.Entry.Expires, present: true, owner: owner}
+		w.own.held[owner]++
 		if ev.Kind == Added {
 			w.delta++
 		}
 	default:
-		w.buf = appendRecord(w.buf, opDelete, ev.Entry.Prefix, 0)
+		w.buf = appendRecord(w.buf, opDelete, ev.Entry.Prefix, 0, "")
 		w.overlay[k] = overlayState{}
 		w.delta--
 	}
-	w.changes = append(w.changes, change{k, ev})
+	w.changes = append(w.changes, change{k, ev, owner})
 }
 
 func (s *Store) apply(c change) {
@@ -257,10 +313,12 @@ func (s *Store) apply(c change) {
 		if s.idx.set(c.key, c.ev.Entry.Expires) {
 			s.count.Add(1)
 		}
+		s.w.own.setCommitted(c.key, c.owner)
 	default:
 		if s.idx.del(c.key) {
 			s.count.Add(-1)
 		}
+		s.w.own.setCommitted(c.key, noOwner)
 	}
 	s.subs.emit(c.ev, s.log)
 }
@@ -305,12 +363,4 @@ func (s *Store) appendJournal(b []byte) error {
 			zap.String("journal", s.journalPath), zap.Error(terr))
 	}
 	return fmt.Errorf("store: writing journal %s: %w", s.journalPath, err)
-}
-
-// rebuildHeap recreates the expiry heap from the index, dropping stale items.
-func (s *Store) rebuildHeap() {
-	h := make(expiryHeap, 0, s.Len())
-	s.idx.each(func(k entryKey, exp int64) { h = append(h, keyExp{k, exp}) })
-	h.init()
-	s.w.heap = h
 }

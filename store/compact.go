@@ -67,24 +67,33 @@ func (s *Store) freshJournal() (*os.File, error) {
 	return f, nil
 }
 
-// capture copies the entries active at now, for a snapshot.
-func (s *Store) capture(now int64) []keyExp {
-	recs := make([]keyExp, 0, s.Len())
+// capture copies the entries active at now and their owners, for a
+// snapshot.
+func (s *Store) capture(now int64) captured {
+	c := captured{entries: make([]keyExp, 0, s.Len())}
 	s.idx.each(func(k entryKey, exp int64) {
 		if now < exp {
-			recs = append(recs, keyExp{k, exp})
+			c.entries = append(c.entries, keyExp{k, exp})
+			if id := s.w.own.of[k]; id != noOwner {
+				c.owned = append(c.owned, ownedEntry{k, s.w.own.names[id]})
+			}
 		}
 	})
-	return recs
+	return c
 }
 
-func (s *Store) writeSnapshot(recs []keyExp) (int64, error) {
+// writeSnapshot writes the metadata file and then the snapshot of c (see
+// meta.go for why in this order).
+func (s *Store) writeSnapshot(c captured) (int64, error) {
 	if h := s.hooks.Load(); h != nil && h.snapshot != nil {
 		if err := h.snapshot(); err != nil {
 			return 0, fmt.Errorf("store: writing snapshot %s: %w", s.path, err)
 		}
 	}
-	return writeSnapshot(s.path, recs)
+	if err := writeMeta(s.path+metaSuffix, c.owned); err != nil {
+		return 0, err
+	}
+	return writeSnapshot(s.path, c.entries)
 }
 
 // maybeCompact starts a background compaction when the journal has outgrown

@@ -91,8 +91,9 @@ func (s *Store) bulkLoad(n int, gen func(i int) (netip.Prefix, int64)) {
 			k := keyOf(p)
 			if s.idx.set(k, exp) {
 				s.count.Add(1)
+				s.w.own.held[noOwner]++
 			}
-			s.w.heap.push(keyExp{k, exp})
+			s.w.own.heaps[noOwner].push(keyExp{k, exp})
 		}
 		s.idx.publishProbes()
 	})

@@ -12,11 +12,13 @@ import (
 
 // Journal records are text lines so that an operator can read them:
 //
-//	<crc32c of the rest of the line, 8 lowercase hex> <op> <canonical key> [<expiry>]\n
+//	<crc32c of the rest of the line, 8 lowercase hex> <op> <canonical key> [<expiry> [<owner>]]\n
 //
-// with op '+' (set the key's expiry) or '-' (delete the key). Both are
-// absolute, never relative to the previous state; replaying a record twice
-// has the same effect as once, which the crash recovery relies on.
+// with op '+' (set the key's expiry and owner) or '-' (delete the key), and
+// the owner a Go-quoted string, absent for the unknown owner (so a journal
+// of a version without owners reads the same). Both are absolute, never
+// relative to the previous state; replaying a record twice has the same
+// effect as once, which the crash recovery relies on.
 
 const (
 	opSet    = '+'
@@ -29,10 +31,11 @@ type journalRecord struct {
 	op     byte
 	prefix netip.Prefix
 	exp    int64
+	owner  string
 }
 
 // appendRecord appends one encoded record to dst.
-func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64) []byte {
+func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, owner string) []byte {
 	start := len(dst)
 	dst = append(dst, "00000000 "...)
 	body := len(dst)
@@ -41,6 +44,10 @@ func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64) []byte {
 	if op == opSet {
 		dst = append(dst, ' ')
 		dst = strconv.AppendInt(dst, exp, 10)
+		if owner != "" {
+			dst = append(dst, ' ')
+			dst = strconv.AppendQuoteToASCII(dst, owner)
+		}
 	}
 	const hexdigits = "0123456789abcdef"
 	crc := crc32.Checksum(dst[body:], castagnoli)
@@ -76,13 +83,19 @@ func parseRecord(line []byte) (journalRecord, error) {
 	rec := journalRecord{op: body[0]}
 	key := string(body[2:])
 	if rec.op == opSet {
-		i := bytes.LastIndexByte(body[2:], ' ')
-		if i < 0 {
+		k, rest, ok := bytes.Cut(body[2:], []byte{' '})
+		if !ok {
 			return journalRecord{}, fmt.Errorf("set record without expiry")
 		}
-		key = string(body[2 : 2+i])
-		if rec.exp, err = strconv.ParseInt(string(body[3+i:]), 10, 64); err != nil {
-			return journalRecord{}, fmt.Errorf("bad expiry %q", body[3+i:])
+		key = string(k)
+		exp, owner, hasOwner := bytes.Cut(rest, []byte{' '})
+		if rec.exp, err = strconv.ParseInt(string(exp), 10, 64); err != nil {
+			return journalRecord{}, fmt.Errorf("bad expiry %q", exp)
+		}
+		if hasOwner {
+			if rec.owner, err = strconv.Unquote(string(owner)); err != nil || rec.owner == "" || checkOwnerName(rec.owner) != nil {
+				return journalRecord{}, fmt.Errorf("bad owner %q", owner)
+			}
 		}
 	}
 	if rec.prefix, err = ParseEntryKey(key); err != nil {

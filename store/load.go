@@ -20,6 +20,9 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
+	if err := s.loadMeta(); err != nil {
+		return err
+	}
 
 	// A record setting an expiry that has passed since is applied as a
 	// delete: the entry would be dropped as expired anyway.
@@ -30,6 +33,7 @@ func (s *Store) load() error {
 			if s.idx.set(k, r.exp) {
 				s.count.Add(1)
 			}
+			s.w.own.setCommitted(k, s.w.own.intern(r.owner))
 			return
 		}
 		if r.op == opSet {
@@ -38,6 +42,7 @@ func (s *Store) load() error {
 		if s.idx.del(k) {
 			s.count.Add(-1)
 		}
+		s.w.own.setCommitted(k, noOwner)
 	}
 	oldScan, err := replayJournal(s.oldJournalPath, apply)
 	if err != nil {
@@ -75,7 +80,7 @@ func (s *Store) load() error {
 	}
 
 	s.w.loadDirty = st.rewritten+st.expired+st.zoned+st.duplicates > 0 || oldScan.records+curScan.records > 0
-	s.rebuildHeap()
+	s.rebuildHeaps()
 	if err := s.trimToLimit(); err != nil {
 		return err
 	}
@@ -100,11 +105,12 @@ func (s *Store) trimToLimit() error {
 	var buf []byte
 	var victims []entryKey
 	for n := before; n > limit; n-- {
-		it, ok := s.w.heap.popLive(s.idx.get)
+		it, o, ok := s.soonest(nil, nil)
 		if !ok {
 			break
 		}
-		buf = appendRecord(buf, opDelete, it.key.prefix(), 0)
+		s.w.own.heaps[o].pop()
+		buf = appendRecord(buf, opDelete, it.key.prefix(), 0, "")
 		victims = append(victims, it.key)
 	}
 	if err := s.appendJournal(buf); err != nil {
@@ -114,7 +120,9 @@ func (s *Store) trimToLimit() error {
 		if s.idx.del(k) {
 			s.count.Add(-1)
 		}
+		s.w.own.setCommitted(k, noOwner)
 	}
+	s.rebuildHeaps()
 	s.w.loadDirty = true
 	s.log.Warn("whitelist holds more entries than max_entries; dropped the soonest-expiring ones",
 		zap.Int("loaded", before), zap.Int("kept", s.Len()), zap.Int("dropped", len(victims)), zap.Int("max_entries", limit))

@@ -114,12 +114,12 @@ func TestJournalRecordWithValidChecksumButBadContent(t *testing.T) {
 }
 
 func TestJournalRecordFormat(t *testing.T) {
-	rec := string(appendRecord(nil, '+', netip.MustParsePrefix("203.0.113.7/32"), 1795319276))
+	rec := string(appendRecord(nil, '+', netip.MustParsePrefix("203.0.113.7/32"), 1795319276, ""))
 	body := "+ 203.0.113.7 1795319276"
 	if want := fmt.Sprintf("%08x %s\n", crc32c(body), body); rec != want {
 		t.Errorf("record %q, want %q", rec, want)
 	}
-	rec = string(appendRecord(nil, '-', netip.MustParsePrefix("2001:db8::/64"), 0))
+	rec = string(appendRecord(nil, '-', netip.MustParsePrefix("2001:db8::/64"), 0, ""))
 	if !strings.HasSuffix(rec, " - 2001:db8::/64\n") {
 		t.Errorf("delete record %q", rec)
 	}
@@ -432,7 +432,7 @@ func TestHeapCompactsUnderRegrants(t *testing.T) {
 	}
 	wg.Wait()
 	var heapLen int
-	s.exec(func() { heapLen = len(s.w.heap) })
+	s.exec(func() { heapLen = s.w.own.heapItems() })
 	if heapLen > 2*s.Len()+heapSlack {
 		t.Errorf("heap holds %d items for %d entries", heapLen, s.Len())
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,46 +13,12 @@ import (
 // mapping canonical keys to integer unix expiries, 2-space indented, keys
 // sorted, no trailing newline.
 
-// writeSnapshot atomically replaces path with a snapshot of recs: it writes
-// a temporary file in the same directory, fsyncs it, renames it over path
-// and fsyncs the directory. A crash at any point leaves either the old or the
-// new file, never a partial one. It returns the new file's size.
+// writeSnapshot atomically replaces path with a snapshot of recs (see
+// writeFileAtomic) and returns the new file's size.
 func writeSnapshot(path string, recs []keyExp) (int64, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, base+tempSuffix+"*")
+	n, err := writeFileAtomic(path, func(w *bufio.Writer) int64 { return encodeSnapshot(w, recs) })
 	if err != nil {
 		return 0, fmt.Errorf("store: writing snapshot: %w", err)
-	}
-	tmp := f.Name()
-	fail := func(err error) (int64, error) {
-		f.Close()
-		os.Remove(tmp)
-		return 0, fmt.Errorf("store: writing snapshot %s: %w", path, err)
-	}
-	w := bufio.NewWriterSize(f, 1<<18)
-	n := encodeSnapshot(w, recs)
-	if err := w.Flush(); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("store: writing snapshot %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("store: writing snapshot %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return 0, fmt.Errorf("store: writing snapshot %s: %w", path, err)
 	}
 	return n, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +24,11 @@ type Entry struct {
 	// Expires is a unix time in seconds; the entry authorizes while
 	// now < Expires.
 	Expires int64
+	// Owner names who made the grant (a key name), "" when unknown (an
+	// entry of the Python service's whitelist.json). Events and grant
+	// results carry it; Match and Entries, which read the lock-free index,
+	// leave it empty.
+	Owner string
 }
 
 // Options configure Open.
@@ -42,7 +46,8 @@ type GrantResult struct {
 	// Previous is the prefix's previous expiry if it was present (even if
 	// already expired but not yet swept), else 0.
 	Previous int64
-	// Evicted lists entries removed to make room under MaxEntries.
+	// Evicted lists entries removed to make room under MaxEntries or the
+	// owner's MaxOwned, each with its owner.
 	Evicted []Entry
 }
 
@@ -59,6 +64,9 @@ var (
 	// trusted. The message names the file and the problem; the files are
 	// left untouched for the operator to inspect.
 	ErrCorrupt = errors.New("store: corrupt whitelist data")
+	// ErrFull is wrapped by GrantWith when a new entry would exceed
+	// MaxEntries and no entry the grant may evict is left.
+	ErrFull = errors.New("store: whitelist is full")
 )
 
 // Store is the whitelist. All methods are safe for concurrent use.
@@ -183,6 +191,7 @@ func Open(opts Options) (*Store, error) {
 	s.w.compactDone = make(chan compactResult, 1)
 	s.w.minCompact = minCompactSize
 	s.w.overlay = make(map[entryKey]overlayState)
+	s.w.own.init()
 
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: creating directory for %s: %w", path, err)
@@ -300,6 +309,22 @@ func (s *Store) Entries(now int64) []Entry {
 	return out
 }
 
+// Grants returns the entries active at now with their owners, in no
+// particular order. Unlike Entries it is answered by the committer, which
+// owns the owners, so it waits for the writes queued before it.
+func (s *Store) Grants(now int64) ([]Entry, error) {
+	var out []Entry
+	err := s.submit(&request{kind: reqExec, fn: func() {
+		out = make([]Entry, 0, s.Len())
+		s.idx.each(func(k entryKey, exp int64) {
+			if now < exp {
+				out = append(out, Entry{Prefix: k.prefix(), Expires: exp, Owner: s.w.own.names[s.w.own.of[k]]})
+			}
+		})
+	}})
+	return out, err
+}
+
 // Len returns the number of entries held, including expired entries the
 // sweeper has not removed yet.
 func (s *Store) Len() int { return int(s.count.Load()) }
@@ -307,8 +332,8 @@ func (s *Store) Len() int { return int(s.count.Load()) }
 // Grant sets the expiry of p (a canonical prefix, see CanonicalPrefix),
 // adding it if new; the last grant wins even if it shortens the expiry. A
 // new entry beyond MaxEntries first evicts the soonest-expiring other
-// entries; the entry being granted is never evicted. When Grant returns nil
-// the change is on disk (fsynced) and visible to Allowed.
+// entries of no owner; the entry being granted is never evicted. When
+// Grant returns nil the change is on disk (fsynced) and visible to Allowed.
 func (s *Store) Grant(p netip.Prefix, expires int64) (GrantResult, error) {
 	return s.GrantWith(p, expires, GrantOptions{})
 }
@@ -318,6 +343,18 @@ type GrantOptions struct {
 	// MaxEntries bounds the whitelist for this grant instead of the
 	// store's MaxEntries (0: the store's).
 	MaxEntries int
+	// Owner names who makes the grant; it is stored with the entry (the
+	// last grant of an entry owns it) and persisted.
+	Owner string
+	// MaxOwned bounds the entries Owner holds: at the bound, a grant of a
+	// further entry first evicts Owner's soonest-expiring ones (0: none).
+	MaxOwned int
+	// MayEvict reports whether the grant may evict entries of owner to
+	// make room under MaxEntries. Entries of Owner itself are always
+	// evictable; nil allows no others. Among the evictable entries the
+	// soonest-expiring goes first; when none is left, GrantWith fails with
+	// ErrFull and changes nothing.
+	MayEvict func(owner string) bool
 }
 
 // GrantWith is Grant with options.
@@ -328,10 +365,14 @@ func (s *Store) GrantWith(p netip.Prefix, expires int64, opts GrantOptions) (Gra
 	if now := s.now().Unix(); expires <= now || expires <= 0 {
 		return GrantResult{}, fmt.Errorf("%w: expiry %d is not in the future (now %d)", ErrInvalid, expires, now)
 	}
-	if opts.MaxEntries < 0 {
-		return GrantResult{}, fmt.Errorf("%w: MaxEntries %d is negative", ErrInvalid, opts.MaxEntries)
+	if opts.MaxEntries < 0 || opts.MaxOwned < 0 {
+		return GrantResult{}, fmt.Errorf("%w: negative MaxEntries %d or MaxOwned %d", ErrInvalid, opts.MaxEntries, opts.MaxOwned)
 	}
-	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries}
+	if err := checkOwnerName(opts.Owner); err != nil {
+		return GrantResult{}, err
+	}
+	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries,
+		owner: opts.Owner, maxOwned: opts.MaxOwned, mayEvict: opts.MayEvict}
 	if err := s.submit(r); err != nil {
 		return GrantResult{}, err
 	}
@@ -460,9 +501,9 @@ func (s *Store) removeStaleTemps() {
 	if err != nil {
 		return
 	}
-	prefix := filepath.Base(s.path) + tempSuffix
+	base := filepath.Base(s.path)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) {
+		if isTempOf(e.Name(), base) {
 			os.Remove(filepath.Join(s.dir, e.Name()))
 		}
 	}

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// grantAs grants key until exp on behalf of owner.
+func grantAs(t *testing.T, s *Store, key string, exp int64, opts GrantOptions) (GrantResult, error) {
+	t.Helper()
+	return s.GrantWith(mustPrefix(t, key), exp, opts)
+}
+
+func mustGrantAs(t *testing.T, s *Store, key string, exp int64, opts GrantOptions) GrantResult {
+	t.Helper()
+	r, err := grantAs(t, s, key, exp, opts)
+	if err != nil {
+		t.Fatalf("grant %s as %q: %v", key, opts.Owner, err)
+	}
+	return r
+}
+
+// owners returns "entry=owner" for every active entry, sorted.
+func ownersOf(t *testing.T, s *Store, now int64) []string {
+	t.Helper()
+	es, err := s.Grants(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, FormatPrefix(e.Prefix)+"="+e.Owner)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestEvictionOnlyOfTheGrantersOwnEntries(t *testing.T) {
+	e := newEnv(t)
+	e.max = 3
+	s := e.open()
+	admin, guest := GrantOptions{Owner: "admin"}, GrantOptions{Owner: "guest"}
+	mustGrantAs(t, s, "10.0.0.1", t0+10, admin) // the soonest-expiring of all
+	mustGrantAs(t, s, "10.0.0.2", t0+50, guest)
+	mustGrantAs(t, s, "10.0.0.3", t0+40, guest)
+	r := mustGrantAs(t, s, "10.0.0.4", t0+60, guest)
+	if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.0.3" || r.Evicted[0].Owner != "guest" {
+		t.Fatalf("evicted %+v, want guest's soonest-expiring 10.0.0.3", r.Evicted)
+	}
+	want := []string{"10.0.0.1=admin", "10.0.0.2=guest", "10.0.0.4=guest"}
+	if got := ownersOf(t, s, t0); !slices.Equal(got, want) {
+		t.Fatalf("entries %v, want %v", got, want)
+	}
+
+	// A key with nothing of its own to evict gets ErrFull, and nothing changes.
+	if _, err := grantAs(t, s, "10.0.0.5", t0+60, GrantOptions{Owner: "phone"}); !errors.Is(err, ErrFull) {
+		t.Fatalf("phone's grant into a full whitelist: %v, want ErrFull", err)
+	}
+	if got := ownersOf(t, s, t0); !slices.Equal(got, want) {
+		t.Fatalf("after the refused grant: %v, want %v", got, want)
+	}
+	// Extending an entry needs no room.
+	mustGrantAs(t, s, "10.0.0.1", t0+70, admin)
+
+	// A grant allowed to evict guest's entries takes the soonest of them.
+	mayEvictGuest := GrantOptions{Owner: "admin", MayEvict: func(o string) bool { return o == "guest" }}
+	r = mustGrantAs(t, s, "10.0.0.6", t0+80, mayEvictGuest)
+	if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.0.2" {
+		t.Fatalf("evicted %+v, want guest's 10.0.0.2", r.Evicted)
+	}
+}
+
+// With one owner (or none) the original's rule holds: the soonest-expiring
+// entry is evicted.
+func TestEvictionWithOneOwnerIsTheOriginals(t *testing.T) {
+	for _, owner := range []string{"", "phone"} {
+		e := newEnv(t)
+		e.max = 3
+		s := e.open()
+		opts := GrantOptions{Owner: owner}
+		for i, exp := range []int64{t0 + 30, t0 + 10, t0 + 20} {
+			mustGrantAs(t, s, "10.0.1."+string(rune('1'+i)), exp, opts)
+		}
+		r := mustGrantAs(t, s, "10.0.1.9", t0+5, opts)
+		if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.1.2" {
+			t.Fatalf("owner %q: evicted %+v, want the soonest-expiring 10.0.1.2", owner, r.Evicted)
+		}
+	}
+}
+
+func TestMaxOwned(t *testing.T) {
+	e := newEnv(t)
+	s := e.open()
+	guest := GrantOptions{Owner: "guest", MaxOwned: 2}
+	mustGrantAs(t, s, "10.0.2.1", t0+30, GrantOptions{Owner: "phone"})
+	mustGrantAs(t, s, "10.0.2.2", t0+20, guest)
+	mustGrantAs(t, s, "10.0.2.3", t0+10, guest)
+	r := mustGrantAs(t, s, "10.0.2.4", t0+40, guest)
+	if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.2.3" {
+		t.Fatalf("evicted %+v, want guest's soonest 10.0.2.3", r.Evicted)
+	}
+	// Extending one's own entry at the bound evicts nothing.
+	if r := mustGrantAs(t, s, "10.0.2.4", t0+50, guest); len(r.Evicted) != 0 {
+		t.Fatalf("extension evicted %+v", r.Evicted)
+	}
+	// Taking over phone's entry makes it guest's: one more for guest.
+	r = mustGrantAs(t, s, "10.0.2.1", t0+60, guest)
+	if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.2.2" {
+		t.Fatalf("takeover evicted %+v, want guest's 10.0.2.2", r.Evicted)
+	}
+	want := []string{"10.0.2.1=guest", "10.0.2.4=guest"}
+	if got := ownersOf(t, s, t0); !slices.Equal(got, want) {
+		t.Fatalf("entries %v, want %v", got, want)
+	}
+}
+
+// Owners persist: in the journal across a crash, in the metadata file
+// across a clean close; the snapshot stays in the Python service's format.
+func TestOwnersPersist(t *testing.T) {
+	e := newEnv(t)
+	s := e.open()
+	mustGrantAs(t, s, "10.0.3.1", t0+100, GrantOptions{Owner: "phone"})
+	mustGrantAs(t, s, "2001:db8::/64", t0+100, GrantOptions{Owner: `odd "name" ü`})
+	mustGrant(t, s, "10.0.3.2", t0+100)
+	want := []string{"10.0.3.1=phone", "10.0.3.2=", `2001:db8::/64=odd "name" ü`}
+	s.crash()
+	s = e.open()
+	if got := ownersOf(t, s, t0); !slices.Equal(got, want) {
+		t.Fatalf("after a crash (journal replay): %v, want %v", got, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := os.ReadFile(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(snap), "phone") || !strings.Contains(string(snap), `"10.0.3.1": 1795305700`) {
+		t.Fatalf("the snapshot is not the original's format:\n%s", snap)
+	}
+	meta, err := os.ReadFile(e.path + metaSuffix)
+	if err != nil || !strings.Contains(string(meta), `"key": "phone"`) || strings.Contains(string(meta), "10.0.3.2") {
+		t.Fatalf("metadata file: %v\n%s", err, meta)
+	}
+	s = e.open()
+	if got := ownersOf(t, s, t0); !slices.Equal(got, want) {
+		t.Fatalf("after a clean close (metadata file): %v, want %v", got, want)
+	}
+	// The owners count for eviction after the restart.
+	e.max = 3
+	s.Close()
+	s = e.open()
+	r := mustGrantAs(t, s, "10.0.3.9", t0+200, GrantOptions{Owner: "phone"})
+	if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.3.1" {
+		t.Fatalf("evicted %+v, want phone's own 10.0.3.1", r.Evicted)
+	}
+}
+
+func TestCorruptMetadataStopsOpen(t *testing.T) {
+	e := newEnv(t)
+	s := e.open()
+	mustGrantAs(t, s, "10.0.4.1", t0+100, GrantOptions{Owner: "phone"})
+	s.Close()
+	if err := os.WriteFile(e.path+metaSuffix, []byte(`{"10.0.4.1": {"key": 7}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(e.options()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), metaSuffix) {
+		t.Fatalf("Open with corrupt metadata: %v, want ErrCorrupt naming the file", err)
+	}
+}
+
+func TestJournalOwnerField(t *testing.T) {
+	p := mustPrefix(t, "203.0.113.7")
+	for _, owner := range []string{"", "phone", "two words", `quote"d`, "ünï", "line\nbreak"} {
+		line := appendRecord(nil, opSet, p, 1795319276, owner)
+		rec, err := parseRecord(line[:len(line)-1])
+		if err != nil || rec.owner != owner || rec.exp != 1795319276 || rec.prefix != p {
+			t.Errorf("owner %q: %+v, %v", owner, rec, err)
+		}
+		if strings.Count(string(line), "\n") != 1 {
+			t.Errorf("owner %q: record %q is not one line", owner, line)
+		}
+	}
+	// A record of a journal without owners reads as the unknown owner.
+	if rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 5, "")), "\n"))); err != nil || rec.owner != "" {
+		t.Errorf("record without owner: %+v, %v", rec, err)
+	}
+	if _, err := grantAs(t, newEnv(t).open(), "10.0.0.1", t0+10, GrantOptions{Owner: strings.Repeat("x", maxOwnerName+1)}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an owner name over %d bytes: %v, want ErrInvalid", maxOwnerName, err)
+	}
+}
