@@ -25,6 +25,10 @@ type APIKey struct {
 	// AllowRemoteWhitelist lets the key whitelist any IP or CIDR, not only
 	// the caller's own address.
 	AllowRemoteWhitelist bool `json:"allow_remote_whitelist,omitempty"`
+	// MaxGrants bounds the grants this key holds at once: a knock for a
+	// further entry first evicts the key's soonest-expiring grant (0: no
+	// bound but max_entries).
+	MaxGrants int `json:"max_grants,omitempty"`
 }
 
 // placeholderSecrets are substrings of example secrets that have been
@@ -41,6 +45,7 @@ type apiKey struct {
 	digest      [sha256.Size]byte
 	maxTTL      int64 // seconds
 	allowRemote bool
+	maxGrants   int
 }
 
 type keyring []apiKey
@@ -90,11 +95,15 @@ func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring, []string, error) 
 		if ttl < 1 {
 			return nil, nil, fmt.Errorf("key %q: max_ttl is required and must be at least 1s (e.g. max_ttl 1h)", k.Name)
 		}
+		if k.MaxGrants < 0 {
+			return nil, nil, fmt.Errorf("key %q: max_grants must not be negative, got %d", k.Name, k.MaxGrants)
+		}
 		ring = append(ring, apiKey{
 			name:        k.Name,
 			digest:      digest,
 			maxTTL:      min(ttl, maxTTL),
 			allowRemote: k.AllowRemoteWhitelist,
+			maxGrants:   k.MaxGrants,
 		})
 	}
 	return ring, warnings, nil
@@ -133,4 +142,28 @@ func (ring keyring) authenticate(presented string) *apiKey {
 		}
 	}
 	return match
+}
+
+// mayEvict is the eviction rule of grants made with k, for a full
+// whitelist: a grant may evict the key's own grants (the store always
+// allows that), grants of no configured key (imported from the Python
+// service's whitelist.json, or made by a key since removed), and, for a key
+// with allow_remote_whitelist, grants of keys without it. So a leaked guest
+// key can push out only its own grants, never an administrator's or another
+// user's.
+func (ring keyring) mayEvict(k *apiKey) func(owner string) bool {
+	return func(owner string) bool {
+		o := ring.named(owner)
+		return o == nil || k.allowRemote && !o.allowRemote
+	}
+}
+
+// named returns the key called name, or nil.
+func (ring keyring) named(name string) *apiKey {
+	for i := range ring {
+		if ring[i].name == name {
+			return &ring[i]
+		}
+	}
+	return nil
 }

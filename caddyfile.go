@@ -33,6 +33,7 @@ func init() {
 //		key <name> <secret> {
 //			max_ttl <duration>
 //			allow_remote_whitelist
+//			max_grants <n>
 //		}
 //		rate_limit {
 //			window  <duration>
@@ -140,6 +141,12 @@ func unmarshalKey(d *caddyfile.Dispenser) (APIKey, error) {
 				return key, d.Errf("key %q: allow_remote_whitelist takes no arguments", key.Name)
 			}
 			key.AllowRemoteWhitelist = true
+		case "max_grants":
+			n, err := positiveIntArg(d, "key "+strconv.Quote(key.Name)+": max_grants")
+			if err != nil {
+				return key, err
+			}
+			key.MaxGrants = n
 		default:
 			return key, d.Errf("key %q: unrecognized option %q", key.Name, opt)
 		}

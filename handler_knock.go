@@ -287,13 +287,24 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 			return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)
 		}
 	}
-	if err := k.app.grant(target, expires); err != nil {
+	granted, err := k.app.grant(target, expires, key)
+	if err != nil {
 		if undo != nil {
 			undo()
 		}
 		k.app.limiter.release(actor, success, ts)
+		if errors.Is(err, store.ErrFull) {
+			k.logger.Warn("knock refused: the whitelist is full of grants this key may not evict (see max_entries, max_grants)",
+				zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.name), zap.Error(err))
+			return knockResponse{}, newAPIError(http.StatusServiceUnavailable, msgWhitelistFull)
+		}
 		k.logger.Error("knock not granted", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
 		return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)
+	}
+	for _, v := range granted.Evicted {
+		k.logger.Info("grant evicted to make room",
+			zap.String("evicted_entry", store.FormatPrefix(v.Prefix)), zap.Int64("evicted_expires_at", v.Expires), zap.String("evicted_key", v.Owner),
+			zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.name))
 	}
 	entry := store.FormatPrefix(target)
 	k.logger.Info("knock granted",

@@ -609,6 +609,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"key dup {env.KNOCKER_TEST_ADMIN} {\n\t\t\tmax_ttl 1h\n\t\t}", "knocker", "same secret as key"},
 		{"key weak CHANGE_ME_PLEASE_0123456789 {\n\t\t\tmax_ttl 1h\n\t\t}", "knocker", "placeholder"},
 		{"key nottl another-secret-0123456789", "knocker", "max_ttl is required"},
+		{"key many another-secret-0123456789 {\n\t\t\tmax_ttl 1h\n\t\t\tmax_grants many\n\t\t}", "knocker", "max_grants"},
 		{"key unset {env.KNOCKER_TEST_NOT_SET} {\n\t\t\tmax_ttl 1h\n\t\t}", "knocker", "is empty (is the environment variable"},
 	} {
 		testcaddy.AssertLoadError(t, config(t, dir, tc.extra, tc.site), "caddyfile", tc.want)

@@ -33,6 +33,7 @@ const (
 	msgRateLimited     = "Too many knock attempts."
 	msgInternal        = "Internal server error: whitelist persistence or firewall configuration failed."
 	msgFirewallBusy    = "Firewall mutation capacity is unavailable."
+	msgWhitelistFull   = "Whitelist is full."
 	msgUnavailable     = "Knock service is not ready."
 	msgMethod          = "Method not allowed."
 	msgNotFound        = "Not found."

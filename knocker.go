@@ -389,16 +389,20 @@ var (
 	_ firewalld.Whitelist = (*App)(nil)
 )
 
-// grant whitelists p until expires, durably.
-func (a *App) grant(p netip.Prefix, expires int64) error {
+// grant whitelists p until expires, durably, as a grant of key.
+func (a *App) grant(p netip.Prefix, expires int64, key *apiKey) (store.GrantResult, error) {
 	s, err := a.openStore()
 	if err != nil {
-		return err
+		return store.GrantResult{}, err
 	}
-	// This config's bound, per grant: a config that never commits (a
+	// This config's bounds, per grant: a config that never commits (a
 	// failed reload) must not leave its limit on the shared store.
-	_, err = s.GrantWith(p, expires, store.GrantOptions{MaxEntries: a.MaxEntries})
-	return err
+	return s.GrantWith(p, expires, store.GrantOptions{
+		MaxEntries: a.MaxEntries,
+		Owner:      key.name,
+		MaxOwned:   key.maxGrants,
+		MayEvict:   a.keys.mayEvict(key),
+	})
 }
 
 // match returns the active grant covering ip with the latest expiry.

@@ -384,3 +384,65 @@ func TestGateExclusionLookalikeDots(t *testing.T) {
 		}
 	}
 }
+
+// A low-privilege key cannot evict everyone else: with the whitelist full,
+// a knock evicts only its own key's grants (an admin key's, also those of
+// keys without allow_remote_whitelist); with nothing it may evict, the knock
+// gets 503 and the whitelist is unchanged. max_grants bounds one key.
+func TestLowPrivilegeKeyCannotEvictOthers(t *testing.T) {
+	const limitedSecret = "limited-secret-4c6e8a0b2d4f6a8c0e1f"
+	t.Setenv("KNOCKER_TEST_LIMITED", limitedSecret)
+	h := startCaddy(t, "max_entries 10\n\t\tkey limited {env.KNOCKER_TEST_LIMITED} {\n\t\t\tmax_ttl 10m\n\t\t\tmax_grants 3\n\t\t}", defaultSite)
+	expectStatus(t, h.knock("203.0.113.170", adminSecret, `{"ttl":60}`), 200, "admin knock") // the soonest-expiring grant
+	expectStatus(t, h.knock("203.0.113.171", phoneSecret, `{"ttl":120}`), 200, "phone knock")
+	// The guest key knocks from 12 IPv6 networks (the issue's attack, scaled).
+	guestIP := func(i int) string { return fmt.Sprintf("2001:db8:77:%x::1", i) }
+	for i := range 12 { // expiring in the order of the knocks
+		expectStatus(t, h.knock(guestIP(i), guestSecret, fmt.Sprintf(`{"ttl":%d}`, 100+i)), 200, "guest knock "+guestIP(i))
+	}
+	for ip, want := range map[string]int{"203.0.113.170": 200, "203.0.113.171": 200, guestIP(0): 401, guestIP(3): 401, guestIP(4): 200, guestIP(11): 200} {
+		if got := h.gate(ip); got != want {
+			t.Errorf("%s after the guest flood: %d, want %d", ip, got, want)
+		}
+	}
+	// Nothing the limited key may evict: 503, nothing changes.
+	expectError(t, h.knock("203.0.113.172", limitedSecret, ""), 503, "Whitelist is full.")
+	if got := h.gate("203.0.113.172"); got != 401 {
+		t.Errorf("refused knock's client: %d, want 401", got)
+	}
+	// The admin key may evict its own and guest's grants, the soonest
+	// first: its own 60 s grant, then guest's oldest.
+	expectStatus(t, h.knock("203.0.113.173", adminSecret, `{"ttl":600}`), 200, "admin knock into a full whitelist")
+	expectStatus(t, h.knock("203.0.113.174", adminSecret, `{"ttl":600}`), 200, "second admin knock into a full whitelist")
+	for ip, want := range map[string]int{"203.0.113.170": 401, guestIP(4): 401, guestIP(5): 200, "203.0.113.171": 200, "203.0.113.173": 200, "203.0.113.174": 200} {
+		if got := h.gate(ip); got != want {
+			t.Errorf("%s after the admin's knocks: %d, want %d", ip, got, want)
+		}
+	}
+	stopKnocker(t)
+	logs := h.readFile("caddy.log")
+	for _, want := range []string{
+		`"msg":"grant evicted to make room","evicted_entry":"2001:db8:77::1","evicted_expires_at":`, // the first guest grant, by the guest key
+		`"evicted_key":"guest","entry":"2001:db8:77:a::1","key":"guest"`,
+		`"evicted_entry":"203.0.113.170","evicted_expires_at":`,    // the admin key's own
+		`"evicted_entry":"2001:db8:77:4::1","evicted_expires_at":`, // guest's, by the admin key:
+		`"evicted_key":"guest","entry":"203.0.113.174","key":"admin"`,
+		`"msg":"knock refused: the whitelist is full`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("caddy.log lacks %s", want)
+		}
+	}
+
+	// max_grants: the limited key's fourth grant evicts its own first one.
+	h = startCaddy(t, "key limited {env.KNOCKER_TEST_LIMITED} {\n\t\t\tmax_ttl 10m\n\t\t\tmax_grants 3\n\t\t}", defaultSite)
+	expectStatus(t, h.knock("203.0.113.180", phoneSecret, ""), 200, "phone knock")
+	for i := range 4 {
+		expectStatus(t, h.knock(fmt.Sprintf("203.0.113.%d", 181+i), limitedSecret, ""), 200, "limited knock")
+	}
+	for ip, want := range map[string]int{"203.0.113.180": 200, "203.0.113.181": 401, "203.0.113.182": 200, "203.0.113.184": 200} {
+		if got := h.gate(ip); got != want {
+			t.Errorf("max_grants 3, %s: %d, want %d", ip, got, want)
+		}
+	}
+}
