@@ -66,7 +66,7 @@ func (c *cli) forEachFamily(s *settings, fn func(*client, *familyResult)) []*fam
 
 func (c *cli) cmdKnock(ctx context.Context, args []string) int {
 	p, code, done := c.parseFlags("knock", "[flags]", aboutKnock,
-		[]string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "config", "json"}, args)
+		[]string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "config", "verbose", "json"}, args)
 	if done {
 		return code
 	}
@@ -76,6 +76,9 @@ func (c *cli) cmdKnock(ctx context.Context, args []string) int {
 	}
 	stdout, stderr := redacting(c.stdout, s.key), redacting(c.stderr, s.key)
 	printWarnings(stderr, "knock", s)
+	if p.bool("verbose") {
+		fmt.Fprintf(stderr, "knocker knock: %s\n", s.describeOrigins())
+	}
 	results := c.forEachFamily(s, func(cl *client, r *familyResult) {
 		res, err := cl.knock(ctx, s.key, s.ttl, s.ip)
 		if err != nil {
@@ -108,7 +111,7 @@ func (c *cli) cmdKnock(ctx context.Context, args []string) int {
 
 func (c *cli) cmdStatus(ctx context.Context, args []string) int {
 	p, code, done := c.parseFlags("status", "[flags]", aboutStatus,
-		[]string{"server", "family", "timeout", "config", "json"}, args)
+		[]string{"server", "family", "timeout", "config", "verbose", "json"}, args)
 	if done {
 		return code
 	}
@@ -117,6 +120,9 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) int {
 		return c.fatal("status", p.bool("json"), cerr)
 	}
 	printWarnings(c.stderr, "status", s)
+	if !p.bool("json") || p.bool("verbose") {
+		defer fmt.Fprintf(c.stderr, "knocker status: %s\n", s.describeOrigins())
+	}
 	results := c.forEachFamily(s, func(cl *client, r *familyResult) {
 		st, err := cl.status(ctx)
 		if err != nil {

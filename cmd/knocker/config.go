@@ -28,38 +28,58 @@ const (
 	maxConfigFileSize    = 1 << 20
 )
 
-// Where a setting came from, highest precedence first.
+// Where a setting came from, highest precedence first. The original
+// knocker-cli's variables and file (see legacy.go) come after ours.
 const (
 	layerFlag = iota
 	layerEnv
+	layerLegacyEnv
 	layerFile
+	layerLegacyFile
 	layerDefault
 )
 
 // option describes one setting: its flag, environment variable and config
-// file field.
+// file field, and the original knocker-cli's names for it.
 type option struct {
-	name  string // flag name, without dashes
-	arg   string // placeholder in the help; "" for a boolean flag
-	env   string
-	field string
-	help  string
+	name        string // flag name, without dashes
+	arg         string // placeholder in the help; "" for a boolean flag
+	env         string
+	field       string
+	help        string
+	aliases     []string // further flag names (the original's)
+	legacyEnv   string   // the original's variable, where it differs from env
+	legacyField string   // the original's ~/.knocker.yaml field
 }
 
 var options = []option{
-	{"server", "URL", "KNOCKER_SERVER", "server", "the knock server: a host (https:// is assumed), or an https:// or http:// URL, optionally with a path prefix"},
-	{"key", "KEY", "KNOCKER_KEY", "key", "the API key; prefer --key-file or KNOCKER_KEY: process arguments are visible to other users"},
-	{"key-file", "FILE", "KNOCKER_KEY_FILE", "key_file", `a file holding the API key ("-": standard input); surrounding whitespace is ignored`},
-	{"ttl", "DURATION", "KNOCKER_TTL", "ttl", "how long to be whitelisted: 90s, 8h, 7d or seconds (default: the key's max_ttl); sent as whole seconds"},
-	{"ip", "IP/CIDR", "KNOCKER_IP", "ip", "whitelist this address or range instead of your own (needs a key with allow_remote_whitelist)"},
-	{"family", "4|6|both", "KNOCKER_FAMILY", "family", "connect over IPv4 (4), IPv6 (6), or each separately (both: a dual-stack device is whitelisted on both); default: the system's choice"},
-	{"timeout", "DURATION", "KNOCKER_TIMEOUT", "timeout", "time limit for each request (default 10s)"},
-	{"check-interval", "DURATION", "KNOCKER_CHECK_INTERVAL", "check_interval", "how often to ask /knock/status for your address, to knock at once when it changes (default 1m; 0: only re-knock before expiry)"},
-	{"retry-min", "DURATION", "KNOCKER_RETRY_MIN", "retry_min", "first delay after a failed knock; doubles on each failure, with jitter (default 2s)"},
-	{"retry-max", "DURATION", "KNOCKER_RETRY_MAX", "retry_max", "longest delay between retries (default 5m)"},
-	{"config", "FILE", "KNOCKER_CONFIG", "", "the config file (default: $XDG_CONFIG_HOME/knocker/config.json); an explicitly named file must exist"},
-	{"json", "", "", "", "print the result as JSON on standard output"},
-	{"print", "", "", "", "only print the unit and the commands; change nothing"},
+	{name: "server", arg: "URL", env: "KNOCKER_SERVER", field: "server", legacyEnv: "KNOCKER_API_URL", legacyField: "api_url",
+		help: "the knock server: a host (https:// is assumed), or an https:// or http:// URL, optionally with a path prefix"},
+	{name: "key", arg: "KEY", env: "KNOCKER_KEY", field: "key", legacyEnv: "KNOCKER_API_KEY", legacyField: "api_key",
+		help: "the API key; prefer --key-file or KNOCKER_KEY: process arguments are visible to other users"},
+	{name: "key-file", arg: "FILE", env: "KNOCKER_KEY_FILE", field: "key_file",
+		help: `a file holding the API key ("-": standard input); surrounding whitespace is ignored`},
+	{name: "ttl", arg: "DURATION", env: "KNOCKER_TTL", field: "ttl", legacyField: "ttl",
+		help: "how long to be whitelisted: 90s, 8h, 7d or seconds (default, or 0: the key's max_ttl); sent as whole seconds"},
+	{name: "ip", arg: "IP/CIDR", env: "KNOCKER_IP", field: "ip",
+		help: "whitelist this address or range instead of your own (needs a key with allow_remote_whitelist)"},
+	{name: "family", arg: "4|6|both", env: "KNOCKER_FAMILY", field: "family",
+		help: "connect over IPv4 (4), IPv6 (6), or each separately (both: a dual-stack device is whitelisted on both); default: the system's choice"},
+	{name: "timeout", arg: "DURATION", env: "KNOCKER_TIMEOUT", field: "timeout",
+		help: "time limit for each request (default 10s)"},
+	{name: "check-interval", arg: "DURATION", env: "KNOCKER_CHECK_INTERVAL", field: "check_interval", legacyField: "check_interval", aliases: []string{"check_interval"},
+		help: "how often to look for a new address (/knock/status, or --ip-check-url), to knock at once when it changes; a number alone is minutes, as in knocker-cli (default 1m; 0: only re-knock before expiry)"},
+	{name: "ip-check-url", arg: "URL", env: "KNOCKER_IP_CHECK_URL", field: "ip_check_url", legacyField: "ip_check_url", aliases: []string{"ip_check_url"},
+		help: "look the address up at this URL (answering the bare IP, as knocker-cli's comparison mode) instead of /knock/status"},
+	{name: "retry-min", arg: "DURATION", env: "KNOCKER_RETRY_MIN", field: "retry_min",
+		help: "first delay after a failed knock; doubles on each failure, with jitter (default 2s)"},
+	{name: "retry-max", arg: "DURATION", env: "KNOCKER_RETRY_MAX", field: "retry_max",
+		help: "longest delay between retries (default 5m)"},
+	{name: "config", arg: "FILE", env: "KNOCKER_CONFIG",
+		help: "the config file (default: $XDG_CONFIG_HOME/knocker/config.json, then knocker-cli's ~/.knocker.yaml); a .yaml or .yml file is read as knocker-cli's; an explicitly named file must exist"},
+	{name: "verbose", help: "say where each setting came from (never the key itself)"},
+	{name: "json", help: "print the result as JSON on standard output"},
+	{name: "print", help: "only print the unit and the commands; change nothing"},
 }
 
 func optionByName(name string) option {
@@ -109,11 +129,17 @@ func (c *cli) parseFlags(cmd, synopsis, about string, names []string, args []str
 	fs := flag.NewFlagSet("knocker "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	p = &parsedFlags{strs: map[string]*string{}, bools: map[string]*bool{}, set: map[string]bool{}}
+	canonical := map[string]string{}
 	for _, n := range names {
-		if optionByName(n).arg == "" {
+		o := optionByName(n)
+		if o.arg == "" {
 			p.bools[n] = fs.Bool(n, false, "")
 		} else {
 			p.strs[n] = fs.String(n, "", "")
+			for _, a := range o.aliases {
+				fs.StringVar(p.strs[n], a, "", "")
+				canonical[a] = n
+			}
 		}
 	}
 	help := func(w io.Writer) {
@@ -125,6 +151,9 @@ func (c *cli) parseFlags(cmd, synopsis, about string, names []string, args []str
 				head := "  --" + n
 				if o.arg != "" {
 					head += " " + o.arg
+				}
+				for _, a := range o.aliases {
+					head += ", --" + a
 				}
 				var where []string
 				if o.env != "" {
@@ -153,7 +182,20 @@ func (c *cli) parseFlags(cmd, synopsis, about string, names []string, args []str
 		fmt.Fprintf(c.stderr, "knocker %s: unexpected argument %q\nRun \"knocker %s --help\" for usage.\n", cmd, fs.Arg(0), cmd)
 		return nil, exitUsage, true
 	}
-	fs.Visit(func(f *flag.Flag) { p.set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		if n, ok := canonical[f.Name]; ok {
+			if p.set[n] {
+				fmt.Fprintf(c.stderr, "knocker %s: --%s given twice (also as --%s)\n", cmd, n, f.Name)
+				code, done = exitUsage, true
+			}
+			p.set[n] = true
+			return
+		}
+		p.set[f.Name] = true
+	})
+	if done {
+		return nil, code, true
+	}
 	return p, exitOK, false
 }
 
@@ -162,6 +204,12 @@ type fileConfig struct {
 	path   string // "" when there is none
 	values map[string]string
 	mode   fs.FileMode
+	// legacy: the original knocker-cli's YAML file, with its field names.
+	legacy bool
+	// fallback is consulted for settings this file lacks: the original's
+	// ~/.knocker.yaml, when it exists and this file is not that format.
+	fallback *fileConfig
+	warnings []string
 }
 
 // configHome is the user's configuration directory: $XDG_CONFIG_HOME or
@@ -182,8 +230,24 @@ func (c *cli) configHome() (string, error) {
 }
 
 // loadConfig reads the config file named by --config or KNOCKER_CONFIG, or
-// the default one if it exists.
+// the default one if it exists, and behind it the original knocker-cli's
+// ~/.knocker.yaml if that exists.
 func (c *cli) loadConfig(p *parsedFlags) (*fileConfig, *cmdError) {
+	cfg, err := c.loadOwnConfig(p)
+	if err != nil || cfg.legacy {
+		return cfg, err
+	}
+	if path := c.legacyConfigPath(); path != "" {
+		if cfg.fallback, err = c.loadLegacyConfig(path, false); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// loadOwnConfig reads the config file named by --config or KNOCKER_CONFIG,
+// or the default one if it exists.
+func (c *cli) loadOwnConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 	path, explicit := "", true
 	switch {
 	case p.set["config"]:
@@ -202,24 +266,12 @@ func (c *cli) loadConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 		return nil, usageErr("--config: empty file name")
 	}
 	path = c.expandHome(path)
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) && !explicit {
-		return &fileConfig{}, nil
+	if isYAMLPath(path) {
+		return c.loadLegacyConfig(path, true)
 	}
-	if err != nil {
-		return nil, usageErr("cannot read the config file: %v", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, usageErr("cannot read the config file: %v", err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigFileSize+1))
-	if err != nil {
-		return nil, usageErr("cannot read the config file %s: %v", path, err)
-	}
-	if len(data) > maxConfigFileSize {
-		return nil, usageErr("config file %s is larger than 1 MiB", path)
+	data, mode, found, cerr := readConfigFile(path, explicit)
+	if cerr != nil || !found {
+		return &fileConfig{}, cerr
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -229,7 +281,7 @@ func (c *cli) loadConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 		}
 		return nil, usageErr("config file %s must hold a JSON object", path)
 	}
-	cfg := &fileConfig{path: path, values: map[string]string{}, mode: st.Mode().Perm()}
+	cfg := &fileConfig{path: path, values: map[string]string{}, mode: mode}
 	fields := make([]string, 0, len(raw))
 	for k := range raw {
 		fields = append(fields, k)
@@ -258,8 +310,34 @@ func (c *cli) loadConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 	return cfg, nil
 }
 
-// lookup finds a setting's value by precedence: flag, environment, config
-// file. origin names where it came from, for messages.
+// readConfigFile reads the config file at path (at most 1 MiB). found is
+// false for a missing file that was not named explicitly.
+func readConfigFile(path string, explicit bool) (data []byte, mode fs.FileMode, found bool, cerr *cmdError) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, usageErr("cannot read the config file: %v", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, false, usageErr("cannot read the config file: %v", err)
+	}
+	data, err = io.ReadAll(io.LimitReader(f, maxConfigFileSize+1))
+	if err != nil {
+		return nil, 0, false, usageErr("cannot read the config file %s: %v", path, err)
+	}
+	if len(data) > maxConfigFileSize {
+		return nil, 0, false, usageErr("config file %s is larger than 1 MiB", path)
+	}
+	return data, st.Mode().Perm(), true, nil
+}
+
+// lookup finds a setting's value by precedence: flag, environment (ours,
+// then the original knocker-cli's name), config file (ours, then the
+// original's). origin names where it came from, for messages.
 func (c *cli) lookup(p *parsedFlags, cfg *fileConfig, name string) (value, origin string, layer int) {
 	o := optionByName(name)
 	if p.set[name] {
@@ -270,9 +348,18 @@ func (c *cli) lookup(p *parsedFlags, cfg *fileConfig, name string) (value, origi
 			return v, o.env, layerEnv
 		}
 	}
-	if o.field != "" && cfg != nil {
-		if v, ok := cfg.values[o.field]; ok {
-			return v, fmt.Sprintf("%q in %s", o.field, cfg.path), layerFile
+	if o.legacyEnv != "" {
+		if v := c.getenv(o.legacyEnv); v != "" {
+			return v, o.legacyEnv + " (knocker-cli)", layerLegacyEnv
+		}
+	}
+	for f, layer := cfg, layerFile; f != nil; f, layer = f.fallback, layerLegacyFile {
+		field := o.field
+		if f.legacy {
+			field = o.legacyField
+		}
+		if v, ok := f.values[field]; ok && field != "" {
+			return v, fmt.Sprintf("%q in %s", field, f.path), layer
 		}
 	}
 	return "", "", layerDefault
@@ -428,14 +515,19 @@ type settings struct {
 	ip            string        // "" : the caller's own address
 	timeout       time.Duration
 	checkInterval time.Duration
+	ipCheckURL    string // "": ask /knock/status
 	retryMin      time.Duration
 	retryMax      time.Duration
+
+	// origins says where each setting given came from (--verbose, status).
+	origins []settingOrigin
 
 	key       string // never printed
 	keyOrigin string // where the key came from, for messages
 	keyLayer  int
 	keyFile   string // absolute path, when the key was read from a file
-	keyInFile bool   // the key is inline in the config file ("key")
+	keyInFile bool   // the key is inline in a config file ("key" or "api_key")
+	keyConfig string // that config file
 
 	warnings []string
 }
@@ -448,16 +540,20 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 		return nil, cerr
 	}
 	s := &settings{cfg: cfg, timeout: defaultTimeout, checkInterval: defaultCheckInterval, retryMin: defaultRetryMin, retryMax: defaultRetryMax}
+	for f := cfg; f != nil; f = f.fallback {
+		s.warnings = append(s.warnings, f.warnings...)
+	}
 
 	v, origin, layer := c.lookup(p, cfg, "server")
 	if layer == layerDefault {
-		return nil, usageErr("no server: use --server, KNOCKER_SERVER or \"server\" in the config file (%s)", c.defaultConfigPath())
+		return nil, usageErr("no server: use --server, KNOCKER_SERVER or \"server\" in the config file (%s); knocker-cli's KNOCKER_API_URL and \"api_url\" in ~/.knocker.yaml work too", c.defaultConfigPath())
 	}
 	u, err := parseServer(v)
 	if err != nil {
 		return nil, usageErr("invalid server %q (from %s): %v", v, origin, err)
 	}
 	s.server = u
+	s.noteOrigin("server", origin)
 
 	if p.has("family") {
 		if v, origin, layer := c.lookup(p, cfg, "family"); layer != layerDefault {
@@ -466,6 +562,7 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 				return nil, usageErr("invalid family %q (from %s): %v", v, origin, err)
 			}
 			s.family = f
+			s.noteOrigin("family", origin)
 		}
 	}
 	durations := []struct {
@@ -475,7 +572,7 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 		zeroOK   bool
 		wholeSec bool
 	}{
-		{"ttl", &s.ttl, time.Second, false, true},
+		{"ttl", &s.ttl, time.Second, true, true}, // 0: the key's max_ttl, as knocker-cli's "0 for server default"
 		{"timeout", &s.timeout, 10 * time.Millisecond, false, false},
 		{"check-interval", &s.checkInterval, 10 * time.Millisecond, true, false},
 		{"retry-min", &s.retryMin, time.Millisecond, false, false},
@@ -490,6 +587,9 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 			continue
 		}
 		val, err := parseDuration(v)
+		if d.name == "check-interval" {
+			val, err = parseCheckInterval(v)
+		}
 		switch {
 		case err != nil:
 		case val == 0 && d.zeroOK:
@@ -502,6 +602,17 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 			return nil, usageErr("invalid %s %q (from %s): %v", d.name, v, origin, err)
 		}
 		*d.dst = val
+		s.noteOrigin(d.name, origin)
+	}
+	if p.has("ip-check-url") {
+		if v, origin, layer := c.lookup(p, cfg, "ip-check-url"); layer != layerDefault {
+			u, err := parseCheckURL(v)
+			if err != nil {
+				return nil, usageErr("invalid ip-check-url %q (from %s): %v", v, origin, err)
+			}
+			s.ipCheckURL = u
+			s.noteOrigin("ip-check-url", origin)
+		}
 	}
 	if s.retryMax < s.retryMin {
 		return nil, usageErr("retry-max (%s) is shorter than retry-min (%s)", s.retryMax, s.retryMin)
@@ -518,6 +629,7 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 				return nil, usageErr("--ip whitelists a fixed address, so --family both does not apply: use --family 4, 6 or auto")
 			}
 			s.ip = v
+			s.noteOrigin("ip", origin)
 		}
 	}
 	if needKey {
@@ -554,14 +666,19 @@ func (c *cli) resolveKey(p *parsedFlags, cfg *fileConfig, s *settings) *cmdError
 	fv, fOrigin, fLayer := c.lookup(p, cfg, "key-file")
 	switch {
 	case kLayer == layerDefault && fLayer == layerDefault:
-		return usageErr("no API key: use --key-file, KNOCKER_KEY_FILE, KNOCKER_KEY, or \"key_file\" or \"key\" in the config file (%s)", c.defaultConfigPath())
+		return usageErr("no API key: use --key-file, KNOCKER_KEY_FILE, KNOCKER_KEY, or \"key_file\" or \"key\" in the config file (%s); knocker-cli's KNOCKER_API_KEY and \"api_key\" in ~/.knocker.yaml work too", c.defaultConfigPath())
 	case kLayer == fLayer:
 		return usageErr("both %s and %s are set: use one", kOrigin, fOrigin)
 	case kLayer < fLayer:
 		s.key, s.keyOrigin, s.keyLayer = strings.TrimSpace(kv), kOrigin, kLayer
-		s.keyInFile = kLayer == layerFile
-		if s.keyInFile && cfg.mode&0o077 != 0 {
-			s.warnings = append(s.warnings, fmt.Sprintf("the config file %s holds the API key and is readable by other users (mode %04o): chmod 600 %s", cfg.path, cfg.mode, cfg.path))
+		if f := cfg; kLayer == layerFile || kLayer == layerLegacyFile {
+			if kLayer == layerLegacyFile {
+				f = cfg.fallback
+			}
+			s.keyInFile, s.keyConfig = true, f.path
+			if f.mode&0o077 != 0 {
+				s.warnings = append(s.warnings, fmt.Sprintf("the config file %s holds the API key and is readable by other users (mode %04o): chmod 600 %s", f.path, f.mode, f.path))
+			}
 		}
 	default:
 		s.keyLayer = fLayer
@@ -603,6 +720,7 @@ func (c *cli) resolveKey(p *parsedFlags, cfg *fileConfig, s *settings) *cmdError
 	if s.key == "" {
 		return usageErr("the API key from %s is empty", s.keyOrigin)
 	}
+	s.noteOrigin("key", s.keyOrigin)
 	for i := 0; i < len(s.key); i++ {
 		if b := s.key[i]; b < 0x20 || b == 0x7f {
 			return usageErr("the API key from %s contains a control character (a line break?)", s.keyOrigin)

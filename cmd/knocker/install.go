@@ -185,7 +185,7 @@ func (c *cli) serviceArgs(s *settings, home string) (args []string, keyPath stri
 	case s.keyFile != "":
 		args = append(args, "--key-file", s.keyFile)
 	case s.keyInFile:
-		path := s.cfg.path
+		path := s.keyConfig
 		if abs, err := filepath.Abs(path); err == nil {
 			path = abs
 		}

@@ -268,7 +268,7 @@ func TestExitCodes(t *testing.T) {
 		{"flag of another command", env{"KNOCKER_SERVER": direct}, []string{"status", "--ttl", "1h"}, exitUsage, "not defined: -ttl"},
 		{"bad family", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": userKey}, []string{"knock", "--family", "5"}, exitUsage, `invalid family "5" (from --family)`},
 		{"bad ttl from env", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": userKey, "KNOCKER_TTL": "soon"}, []string{"knock"}, exitUsage, `invalid ttl "soon" (from KNOCKER_TTL)`},
-		{"zero ttl", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": userKey}, []string{"knock", "--ttl", "0"}, exitUsage, "must be at least 1s"},
+		{"sub-second ttl", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": userKey}, []string{"knock", "--ttl", "500ms"}, exitUsage, "must be at least 1s"},
 		{"fractional ttl", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": userKey}, []string{"knock", "--ttl", "1500ms"}, exitUsage, "whole number of seconds"},
 		{"bad ip", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": adminKey}, []string{"knock", "--ip", "999.1.1.1"}, exitUsage, "not an IP address or CIDR range"},
 		{"ip with both families", env{"KNOCKER_SERVER": direct, "KNOCKER_KEY": adminKey}, []string{"knock", "--ip", "192.0.2.1", "--family", "both"}, exitUsage, "--family both does not apply"},

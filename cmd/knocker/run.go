@@ -23,7 +23,7 @@ SIGTERM or SIGINT stops it with exit code 0. It logs to standard error (without
 timestamps under systemd, whose journal adds them). Errors while running are
 retried, never fatal; only a configuration error stops it (exit code 2).`
 
-var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "retry-min", "retry-max", "config"}
+var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "retry-min", "retry-max", "config", "verbose"}
 
 func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	p, code, done := c.parseFlags("run", "[flags]", aboutRun, runFlags, args)
@@ -36,6 +36,9 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	}
 	out := &syncWriter{w: redacting(c.stderr, s.key)}
 	printWarnings(out, "run", s)
+	if p.bool("verbose") {
+		fmt.Fprintf(out, "knocker run: %s\n", s.describeOrigins())
+	}
 	if s.keyLayer == layerFlag && p.set["key"] {
 		fmt.Fprintln(out, "knocker run: warning: --key is visible to other users in the process list; use --key-file or KNOCKER_KEY")
 	}

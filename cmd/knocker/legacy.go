@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The original knocker-cli (github.com/FarisZR/knocker-cli) reads
+// KNOCKER_API_URL, KNOCKER_API_KEY, KNOCKER_TTL, KNOCKER_CHECK_INTERVAL and
+// KNOCKER_IP_CHECK_URL, and ~/.knocker.yaml with the fields api_url,
+// api_key, ttl (seconds), check_interval (minutes) and ip_check_url. This
+// program reads them too, after its own settings (see lookup), so that it
+// replaces the original without a change of configuration.
+
+// legacyConfigPath is the original's default config file, or "" when there
+// is no home directory.
+func (c *cli) legacyConfigPath() string {
+	home := c.getenv("HOME")
+	if c.goos == "windows" {
+		home = c.getenv("USERPROFILE")
+	}
+	if home == "" {
+		return ""
+	}
+	return filepath.Join(home, ".knocker.yaml")
+}
+
+func isYAMLPath(path string) bool {
+	ext := strings.ToLower(filepath.Ext(path))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// legacyFields are the original's config fields this program understands.
+var legacyFields = func() map[string]bool {
+	m := map[string]bool{}
+	for _, o := range options {
+		if o.legacyField != "" {
+			m[o.legacyField] = true
+		}
+	}
+	return m
+}()
+
+// loadLegacyConfig reads a config file in the original's YAML format. A
+// missing file is no file unless it was named explicitly. Fields the
+// original did not have are reported as warnings, not errors, as the
+// original ignored them too.
+func (c *cli) loadLegacyConfig(path string, explicit bool) (*fileConfig, *cmdError) {
+	data, mode, found, cerr := readConfigFile(path, explicit)
+	if cerr != nil || !found {
+		return nil, cerr
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, usageErr("config file %s is not valid YAML: %s", path, yamlErrText(err))
+	}
+	cfg := &fileConfig{path: path, values: map[string]string{}, mode: mode, legacy: true}
+	fields := make([]string, 0, len(raw))
+	for k := range raw {
+		fields = append(fields, k)
+	}
+	sort.Strings(fields)
+	for _, k := range fields {
+		if !legacyFields[k] {
+			cfg.warnings = append(cfg.warnings, fmt.Sprintf("config file %s: ignoring unknown field %q", path, k))
+			continue
+		}
+		switch v := raw[k].(type) {
+		case nil:
+		case string:
+			cfg.values[k] = v
+		case int:
+			cfg.values[k] = strconv.Itoa(v)
+		case uint64:
+			cfg.values[k] = strconv.FormatUint(v, 10)
+		case float64:
+			cfg.values[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		default:
+			return nil, usageErr("config file %s: field %q must be a string or a number", path, k)
+		}
+	}
+	return cfg, nil
+}
+
+// yamlErrText is the parser's message without its package prefix; it never
+// quotes the document, so a key in the file cannot reach the message.
+func yamlErrText(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return "the document must be a mapping of field names to values"
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// parseCheckInterval is parseDuration, except that a number alone is
+// minutes, as knocker-cli's check_interval is.
+func parseCheckInterval(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > math.MaxInt64/int64(time.Minute) {
+			return 0, errors.New("out of range")
+		}
+		return time.Duration(n) * time.Minute, nil
+	}
+	return parseDuration(s)
+}
+
+// parseCheckURL validates an address lookup URL (http or https).
+func parseCheckURL(s string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		return "", errors.New("not a valid URL")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "", errors.New("must be an https:// or http:// URL")
+	case u.Hostname() == "":
+		return "", errors.New("no host")
+	case u.User != nil:
+		return "", errors.New("user information in the URL is not supported")
+	}
+	return u.String(), nil
+}
+
+// settingOrigin is where a setting came from.
+type settingOrigin struct{ name, origin string }
+
+func (s *settings) noteOrigin(name, origin string) {
+	s.origins = append(s.origins, settingOrigin{name, origin})
+}
+
+// describeOrigins is the --verbose line: each setting and where it came
+// from, never a value.
+func (s *settings) describeOrigins() string {
+	parts := make([]string, len(s.origins))
+	for i, o := range s.origins {
+		parts[i] = o.name + " from " + o.origin
+	}
+	if len(parts) == 0 {
+		return "settings: all defaults"
+	}
+	return "settings: " + strings.Join(parts, "; ")
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The original knocker-cli's settings work unchanged: its environment
+// variables alone, or its ~/.knocker.yaml alone, against a real Caddy.
+func TestOriginalSettingsKnock(t *testing.T) {
+	srv := freshCaddy(t)
+	server := fmt.Sprintf("http://dualstack.test:%d", srv.direct)
+	site4 := fmt.Sprintf("http://127.0.0.1:%d/protected", srv.direct)
+
+	r := runCLI(t, map[string]string{"KNOCKER_API_URL": server, "KNOCKER_API_KEY": userKey, "KNOCKER_TTL": "600"},
+		"knock", "--family", "4", "--verbose")
+	wantCode(t, r, exitOK)
+	wantContains(t, "knock with the original's variables", r.stdout, "IPv4: whitelisted 127.0.0.1 for 10m, until ")
+	wantContains(t, "--verbose", r.stderr, "server from KNOCKER_API_URL (knocker-cli)", "key from KNOCKER_API_KEY (knocker-cli)", "ttl from KNOCKER_TTL")
+	if code, _ := get(t, site4); code != http.StatusOK {
+		t.Fatalf("the gate after a knock with the original's variables: %d, want 200", code)
+	}
+
+	home := t.TempDir()
+	yml := writeFile(t, home, ".knocker.yaml", fmt.Sprintf("api_url: %s\napi_key: %s\nttl: 0\ncheck_interval: 5\n", server, userKey))
+	if err := os.Chmod(yml, 0o644); err != nil { // as knocker-cli's users have it
+		t.Fatal(err)
+	}
+	r = runCLI(t, map[string]string{"HOME": home}, "knock", "--family", "6", "--verbose")
+	wantCode(t, r, exitOK)
+	wantContains(t, "knock with ~/.knocker.yaml", r.stdout, "IPv6: whitelisted ::1 for 1h, until ") // ttl 0: the key's max_ttl
+	wantContains(t, "--verbose", r.stderr, fmt.Sprintf(`server from "api_url" in %s`, yml), fmt.Sprintf(`key from "api_key" in %s`, yml))
+	wantContains(t, "mode warning", r.stderr, "holds the API key and is readable by other users")
+
+	// status says where its settings came from, without being asked.
+	r = runCLI(t, map[string]string{"HOME": home}, "status", "--family", "6")
+	wantCode(t, r, exitOK)
+	wantContains(t, "status", r.stdout, "::1 is whitelisted")
+	wantContains(t, "status", r.stderr, fmt.Sprintf(`settings: server from "api_url" in %s`, yml))
+}
+
+// Precedence: flags > our variables > the original's variables > our
+// config file > the original's file.
+func TestOriginalSettingsPrecedence(t *testing.T) {
+	const good, bad1, bad2, bad3 = "https://good.example", "https://env-legacy.example", "https://ours-file.example", "https://legacy-file.example"
+	home, xdg := t.TempDir(), t.TempDir()
+	writeFile(t, home, ".knocker.yaml", "api_url: "+bad3+"\napi_key: legacy-file-key-0123456789\n")
+	ours := writeFile(t, filepath.Join(xdg, "knocker"), "config.json", `{"server": "`+bad2+`"}`)
+	for _, tc := range []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		server string
+		origin string
+	}{
+		{"the original's file last", map[string]string{}, nil, bad2, `"server" in ` + ours},
+		{"the original's variable over our file", map[string]string{"KNOCKER_API_URL": bad1}, nil, bad1, "KNOCKER_API_URL (knocker-cli)"},
+		{"our variable over the original's", map[string]string{"KNOCKER_API_URL": bad1, "KNOCKER_SERVER": good}, nil, good, "KNOCKER_SERVER"},
+		{"the flag over all", map[string]string{"KNOCKER_API_URL": bad1, "KNOCKER_SERVER": bad1}, []string{"--server", good}, good, "--server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env["HOME"], tc.env["XDG_CONFIG_HOME"] = home, xdg
+			s := resolveFor(t, tc.env, "run", tc.args...)
+			if s.server.String() != tc.server || !strings.Contains(s.describeOrigins(), "server from "+tc.origin) {
+				t.Fatalf("server %s (%s), want %s from %s", s.server, s.describeOrigins(), tc.server, tc.origin)
+			}
+			if s.keyOrigin != `"api_key" in `+filepath.Join(home, ".knocker.yaml") || !s.keyInFile || s.keyConfig != filepath.Join(home, ".knocker.yaml") {
+				t.Fatalf("key from %s (in file %v, %q), want the original's file", s.keyOrigin, s.keyInFile, s.keyConfig)
+			}
+		})
+	}
+	// Without our file, the original's file alone serves.
+	s := resolveFor(t, map[string]string{"HOME": home}, "run")
+	if s.server.String() != bad3 {
+		t.Fatalf("server %s, want %s from the original's file", s.server, bad3)
+	}
+}
+
+// The original's units: ttl in seconds (0: the server's default),
+// check_interval in minutes; its flag names --check_interval and
+// --ip_check_url; --config naming its YAML file.
+func TestOriginalSettingsUnitsAndFlags(t *testing.T) {
+	home := t.TempDir()
+	yml := writeFile(t, home, "old.yml", "api_url: knock.example.com\napi_key: file-key-0123456789abcdef\nttl: 3600\ncheck_interval: 5\nip_check_url: https://ip.example/\nlog_level: debug\n")
+	s := resolveFor(t, map[string]string{"HOME": home}, "run", "--config", yml)
+	if s.ttl != time.Hour || s.checkInterval != 5*time.Minute || s.server.String() != "https://knock.example.com" {
+		t.Fatalf("from %s: ttl %s, check interval %s, server %s", yml, s.ttl, s.checkInterval, s.server)
+	}
+	if !strings.Contains(strings.Join(s.warnings, "\n"), `ignoring unknown field "log_level"`) {
+		t.Fatalf("no warning about the unknown field: %q", s.warnings)
+	}
+	s = resolveFor(t, map[string]string{"HOME": home, "KNOCKER_CHECK_INTERVAL": "2"}, "run", "--config", yml)
+	if s.checkInterval != 2*time.Minute {
+		t.Fatalf("KNOCKER_CHECK_INTERVAL=2: %s, want 2m (minutes, as in knocker-cli)", s.checkInterval)
+	}
+	s = resolveFor(t, map[string]string{"HOME": home}, "run", "--config", yml, "--check_interval", "90s")
+	if s.checkInterval != 90*time.Second {
+		t.Fatalf("the original's flag name: %s", s.checkInterval)
+	}
+
+	for _, tc := range []struct{ name, file, want string }{
+		{"not YAML", "api_url: [unclosed\n", "is not valid YAML"},
+		{"not a mapping", "- a\n- b\n", "must be a mapping"},
+		{"a list value", "api_url:\n  - a\n", `field "api_url" must be a string or a number`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, t.TempDir(), ".knocker.yaml", tc.file)
+			r := runCLI(t, map[string]string{"HOME": filepath.Dir(path)}, "run")
+			wantCode(t, r, exitUsage)
+			wantContains(t, "stderr", r.stderr, tc.want)
+		})
+	}
+	r := runCLI(t, map[string]string{"HOME": home}, "run", "--check-interval", "1m", "--check_interval", "2m", "--config", yml)
+	wantCode(t, r, exitUsage)
+	wantContains(t, "stderr", r.stderr, "--check-interval given twice (also as --check_interval)")
+	r = runCLI(t, map[string]string{"HOME": home}, "knock", "--config", filepath.Join(home, "missing.yaml"))
+	wantCode(t, r, exitUsage)
+	wantContains(t, "stderr", r.stderr, "cannot read the config file")
+}
+
+// resolveFor resolves cmd's settings as the command would.
+func resolveFor(t *testing.T, env map[string]string, cmd string, args ...string) *settings {
+	t.Helper()
+	var stderr bytes.Buffer
+	c := testCLI(t, env, &bytes.Buffer{}, &stderr)
+	names := runFlags
+	if cmd != "run" {
+		t.Fatalf("resolveFor knows run's flags only")
+	}
+	p, code, done := c.parseFlags(cmd, "", "", names, args)
+	if done {
+		t.Fatalf("flags: exit %d: %s", code, stderr.String())
+	}
+	s, err := c.resolve(p, true)
+	if err != nil {
+		t.Fatalf("resolve: %s", err.msg)
+	}
+	return s
+}
