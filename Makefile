@@ -1,5 +1,5 @@
 # Development shortcuts. See README.md.
-.PHONY: run test test-parallel bench
+.PHONY: run test test-parallel bench release
 
 # The README quickstart: Caddy with the plugin on localhost.
 run:
@@ -16,3 +16,8 @@ test-parallel:
 # The load benchmark: writes BENCHMARKS.md and BENCHMARKS.svg (knobs: scripts/bench.sh).
 bench:
 	scripts/bench.sh
+
+# The CLI for every release target, version stamped, archived, with SHA256SUMS
+# (VERSION=v1.2.3 to set the version; default: git describe).
+release:
+	go run ./cmd/knocker-release -out dist $(if $(VERSION),-version $(VERSION))

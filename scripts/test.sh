@@ -63,6 +63,16 @@ for target in openbsd/amd64 illumos/amd64 dragonfly/amd64; do
 	echo "$target: go build ./... passes"
 done
 
+step "release builds of the CLI (make release)"
+go run ./cmd/knocker-release -out "$work/release" -version "v0.0.0-citest"
+(cd "$work/release" && sha256sum -c SHA256SUMS)
+if [ "$(go env GOARCH)" = amd64 ]; then
+	tar -xzf "$work/release/knocker_v0.0.0-citest_linux_amd64.tar.gz" -C "$work/release"
+	stamped=$("$work/release/knocker_v0.0.0-citest_linux_amd64/knocker" version)
+	[ "$stamped" = "knocker v0.0.0-citest" ] || { echo "release binary says \"$stamped\", want the stamped version"; exit 1; }
+	echo "the linux/amd64 release binary reports: $stamped"
+fi
+
 step "xcaddy build (scripts/xcaddy-build.sh, as in the Dockerfile)"
 scripts/xcaddy-build.sh "$work/caddy"
 modules=$("$work/caddy" list-modules)
