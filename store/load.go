@@ -79,7 +79,7 @@ func (s *Store) load() error {
 		return fmt.Errorf("store: %w", err)
 	}
 
-	s.w.loadDirty = st.rewritten+st.expired+st.zoned+st.duplicates > 0 || oldScan.records+curScan.records > 0
+	s.w.loadDirty = st.rewritten+st.expired+st.unsupported+st.duplicates > 0 || oldScan.records+curScan.records > 0
 	s.rebuildHeaps()
 	if err := s.trimToLimit(); err != nil {
 		return err
@@ -89,7 +89,7 @@ func (s *Store) load() error {
 	if st.read > 0 || curScan.records > 0 || oldScan.records > 0 {
 		s.log.Info("whitelist loaded",
 			zap.Int("entries", s.Len()), zap.Int("snapshot_keys", st.read), zap.Int("journal_records", oldScan.records+curScan.records),
-			zap.Int("expired_dropped", st.expired+expiredRecords), zap.Int("keys_rewritten", st.rewritten), zap.Int("zone_keys_skipped", st.zoned))
+			zap.Int("expired_dropped", st.expired+expiredRecords), zap.Int("keys_rewritten", st.rewritten), zap.Int("unsupported_keys_skipped", st.unsupported))
 	}
 	return nil
 }
@@ -129,7 +129,7 @@ func (s *Store) trimToLimit() error {
 	return nil
 }
 
-type snapshotStats struct{ read, rewritten, expired, zoned, duplicates int }
+type snapshotStats struct{ read, rewritten, expired, unsupported, duplicates int }
 
 // loadSnapshot reads the snapshot into the index, dropping expired entries
 // and keeping the later expiry of duplicate keys. Parsing and index inserts
@@ -198,8 +198,8 @@ func (s *Store) loadSnapshot(now int64) (snapshotStats, error) {
 			}
 		},
 		func(key string, err error) {
-			st.zoned++
-			s.log.Warn("skipping unsupported zone-scoped whitelist entry", zap.String("key", key))
+			st.unsupported++
+			s.log.Warn("skipping an unsupported whitelist entry", zap.String("key", key), zap.String("reason", err.Error()))
 		})
 	batches <- batch
 	close(batches)

@@ -7,11 +7,15 @@ import (
 	"hash/crc32"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // crashedStore leaves a journal with three live entries and no snapshot.
@@ -471,5 +475,31 @@ func TestJournalEntriesExpiredWhileDown(t *testing.T) {
 	s2 := e.open()
 	if got := entryStrings(s2.Entries(0)); !slices.Equal(got, []string{"2.2.2.2 100"}) {
 		t.Errorf("entries %q: the expired journal entry should be dropped", got)
+	}
+}
+
+// Keys the original could write but that have no meaning here are skipped,
+// each logged with its own reason.
+func TestUnsupportedKeysLogTheirReason(t *testing.T) {
+	e := newEnv(t)
+	core, logs := observer.New(zap.WarnLevel)
+	e.log = zap.New(core)
+	if err := os.MkdirAll(filepath.Dir(e.path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	snap := fmt.Sprintf(`{"fe80::1%%eth0": %d, "::ffff:0:0/96": %d, "10.0.0.1": %d}`, t0+100, t0+100, t0+100)
+	if err := os.WriteFile(e.path, []byte(snap), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := e.open()
+	if s.Len() != 1 {
+		t.Fatalf("Len %d, want only 10.0.0.1", s.Len())
+	}
+	reasons := map[string]string{}
+	for _, l := range logs.FilterMessage("skipping an unsupported whitelist entry").All() {
+		reasons[l.ContextMap()["key"].(string)] = l.ContextMap()["reason"].(string)
+	}
+	if !strings.Contains(reasons["fe80::1%eth0"], "zone-scoped") || !strings.Contains(reasons["::ffff:0:0/96"], "IPv4-mapped") {
+		t.Fatalf("reasons %q", reasons)
 	}
 }
