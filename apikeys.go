@@ -10,6 +10,8 @@ import (
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-knocker/knocker/store"
 )
 
 // APIKey is one knock credential.
@@ -65,6 +67,9 @@ func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring, []string, error) 
 		}
 		if names[k.Name] {
 			return nil, nil, fmt.Errorf("key %q: duplicate key name", k.Name)
+		}
+		if store.CheckOwnerName(k.Name) != nil { // the name is stored with the key's grants
+			return nil, nil, fmt.Errorf("keys[%d]: name must be valid UTF-8 of at most 256 bytes", i)
 		}
 		names[k.Name] = true
 		secret, err := repl.ReplaceOrErr(k.Secret, true, true)

@@ -49,6 +49,8 @@ func TestKeyringRejects(t *testing.T) {
 		{[]APIKey{{Name: "a", Secret: "", MaxTTL: hour}}, "empty"},
 		{[]APIKey{{Name: "a", Secret: "{env.KNOCKER_TEST_UNSET_VARIABLE}", MaxTTL: hour}}, "secret"},
 		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef"}}, "max_ttl is required"},
+		{[]APIKey{{Name: strings.Repeat("n", 257), Secret: "s-0123456789abcdef", MaxTTL: hour}}, "keys[0]: name must be valid UTF-8 of at most 256 bytes"},
+		{[]APIKey{{Name: "bad\xff", Secret: "s-0123456789abcdef", MaxTTL: hour}}, "keys[0]: name must be valid UTF-8"},
 		{[]APIKey{{Name: "a", Secret: " s-0123456789abcdef", MaxTTL: hour}}, "leading or trailing whitespace"},
 		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef ", MaxTTL: hour}}, "leading or trailing whitespace"},
 		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef\n", MaxTTL: hour}}, "an extra newline at the end of its file"},

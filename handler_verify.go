@@ -70,8 +70,7 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if g.exclude, err = parsePathPrefixes("exclude", g.Exclude); err != nil {
 		return err
 	}
-	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	g.errorRoutes = srv == nil || srv.Errors != nil && len(srv.Errors.Routes) > 0
+	g.errorRoutes = hasErrorRoutes(ctx)
 	if g.DenyStatus == 0 {
 		g.DenyStatus = http.StatusUnauthorized
 	}
@@ -79,6 +78,22 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("deny_status: must be a 4xx or 5xx status, got %d", g.DenyStatus)
 	}
 	return nil
+}
+
+// hasErrorRoutes reports whether an error returned by a handler provisioned
+// in ctx would reach error routes: the server's (handle_errors) or those of
+// a subroute enclosing it. Unknown (no server) counts as yes.
+func hasErrorRoutes(ctx caddy.Context) bool {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil || srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return true
+	}
+	for _, m := range ctx.Modules() {
+		if sr, ok := m.(*caddyhttp.Subroute); ok && sr.Errors != nil && len(sr.Errors.Routes) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // knockerApp returns the knocker app, which handlers cannot work without.
@@ -114,12 +129,13 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 }
 
 // refuse answers r with status: as a Caddy error, so that handle_errors
-// can render it, unless r carried a knocker key (see keyheader.go) or the
-// server has no handle_errors routes. Without routes Caddy would only write
-// the status and log the error (debug level, error level for a 5xx), after
-// building it (an ID, a stack trace), encoding the request into its error
-// log's context and cloning the request. A scanner flood is this path's
-// workload, so the gate does the same itself at a fraction of the cost.
+// (or a subroute's errors routes) can render it, unless r carried a knocker
+// key (see keyheader.go) or no error routes can see it. Then Caddy would
+// only write the status and log the error (debug level, error level for a
+// 5xx), after building it (an ID, a stack trace) and encoding the request
+// into its error log's context. A scanner flood is this path's workload, so
+// the gate does the same itself at a fraction of the cost. Unlike Caddy's
+// error answer, middleware wrapping the gate sees this response.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
 	switch {
 	case carriedKnockerKey(r):

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
 	"github.com/caddy-knocker/knocker/internal/testcaddy"
 	"github.com/caddy-knocker/knocker/store"
 )
@@ -336,6 +338,34 @@ func TestGateDenyStatusAndHandleErrors(t *testing.T) {
 	r := h.do(request{path: "/", client: "203.0.113.80"})
 	if r.status != 403 || r.body != "Knock first (403)" {
 		t.Fatalf("denied request: %d %q, want 403 rendered by handle_errors", r.status, r.body)
+	}
+}
+
+// A subroute's own errors routes render the gate's denial too (JSON config:
+// the Caddyfile has no such block), and without error routes the gate
+// answers the status alone, as Caddy would.
+func TestGateDenyReachesSubrouteErrors(t *testing.T) {
+	dir := t.TempDir()
+	setKeyEnv(t)
+	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	cfg := config(t, dir, "", "route /sub* {\n\t\tknocker\n\t\trespond \"ok\"\n\t}\n\troute /other* {\n\t\tknocker\n\t\trespond \"other\"\n\t}")
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sub = `{"match":[{"path":["/sub*"]}],"handle":[{"handler":"subroute","routes":[{"handle":[{"handler":"knocker"`
+	if !strings.Contains(string(adapted), sub) {
+		t.Fatalf("the adapted config has no subroute starting with the gate:\n%s", adapted)
+	}
+	withErrors := strings.Replace(string(adapted), sub, `{"match":[{"path":["/sub*"]}],"handle":[{"handler":"subroute","errors":{"routes":[{"handle":[{"handler":"static_response","status_code":"{http.error.status_code}","body":"subroute error page {http.error.status_code}"}]}]},"routes":[{"handle":[{"handler":"knocker"`, 1)
+	testcaddy.Load(t, withErrors, "json")
+	if r := doRequest(t, request{path: "/sub", client: "203.0.113.92"}); r.status != 401 || r.body != "subroute error page 401" {
+		t.Errorf("gate in a subroute with errors routes: %d %q, want the subroute's error page", r.status, r.body)
+	}
+	r := doRequest(t, request{path: "/other", client: "203.0.113.92"})
+	if r.status != 401 || r.body != "" || r.header.Get("Content-Length") != "0" {
+		t.Errorf("gate without error routes: %d %q (Content-Length %q), want Caddy's bare 401", r.status, r.body, r.header.Get("Content-Length"))
 	}
 }
 

@@ -248,8 +248,14 @@ func (s *Store) planGrant(r *request) {
 		evictable := func(o ownerID) bool {
 			return o == id || r.mayEvict != nil && r.mayEvict(w.own.names[o])
 		}
+		now := s.now().Unix()
 		for s.Len()+w.delta-len(victims) >= limit {
-			it, o, ok := s.soonest(evictable, chosen)
+			// An expired entry the sweeper has not removed yet belongs to
+			// nobody any more: anyone may take its place.
+			it, o, ok := s.soonest(nil, chosen)
+			if !ok || it.exp > now {
+				it, o, ok = s.soonest(evictable, chosen)
+			}
 			if !ok {
 				for i, v := range victims {
 					w.own.heaps[victimOwners[i]].push(v)

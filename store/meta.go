@@ -2,35 +2,34 @@ package store
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 )
 
 // Grant metadata lives beside the snapshot, in Path+".meta", so that the
 // snapshot stays the Python service's whitelist.json, which its loader (and
-// any other reader of that format) can still import. The file is a JSON
-// object from canonical entry keys to their metadata:
+// any other reader of that format) can still import. After a header line,
+// each line names an entry and its metadata as name=value fields, values
+// Go-quoted:
 //
-//	{
-//	  "203.0.113.7": {"key": "phone"}
-//	}
+//	knocker grant metadata v1
+//	203.0.113.7 key="phone"
 //
-// Only entries with an owner appear. It is written, atomically, before the
-// snapshot of the same capture: a crash between the two leaves the journal
-// (which carries the owners too) in place, so replaying it restores every
-// owner the older snapshot lacks. Entries it names that the snapshot does not
-// hold are ignored.
+// Only entries with an owner appear; lines are written and read as a
+// stream, so a million owned grants cost no large temporary structures. It
+// is written, atomically, before the snapshot of the same capture: a crash
+// between the two leaves the journal (which carries the owners too) in
+// place, so replaying it restores every owner the older snapshot lacks.
+// Entries it names that the snapshot does not hold are ignored.
 
-const metaSuffix = ".meta"
-
-type metaRecord struct {
-	Key *string `json:"key"`
-}
+const (
+	metaSuffix = ".meta"
+	metaHeader = "knocker grant metadata v1"
+)
 
 // ownedEntry is an entry's owner, captured for the metadata file.
 type ownedEntry struct {
@@ -46,17 +45,19 @@ type captured struct {
 
 // writeMeta atomically replaces path with the metadata of owned.
 func writeMeta(path string, owned []ownedEntry) error {
-	recs := make(map[string]metaRecord, len(owned))
-	for _, o := range owned {
-		recs[FormatPrefix(o.key.prefix())] = metaRecord{Key: &o.owner}
-	}
-	data, err := json.MarshalIndent(recs, "", "  ") // sorted keys
-	if err != nil {
-		return fmt.Errorf("store: writing metadata %s: %w", path, err)
-	}
 	if _, err := writeFileAtomic(path, func(w *bufio.Writer) int64 {
-		n, _ := w.Write(data)
-		return int64(n)
+		var line []byte
+		n, _ := w.WriteString(metaHeader + "\n")
+		total := int64(n)
+		for _, o := range owned {
+			line = appendPrefix(line[:0], o.key.prefix())
+			line = append(line, " key="...)
+			line = strconv.AppendQuoteToASCII(line, o.owner)
+			line = append(line, '\n')
+			n, _ := w.Write(line)
+			total += int64(n)
+		}
+		return total
 	}); err != nil {
 		return fmt.Errorf("store: writing metadata: %w", err)
 	}
@@ -67,43 +68,65 @@ func writeMeta(path string, owned []ownedEntry) error {
 // holds. A missing file records none.
 func (s *Store) loadMeta() error {
 	path := s.path + metaSuffix
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("store: reading metadata: %w", err)
 	}
-	var recs map[string]metaRecord
-	if err := json.Unmarshal(data, &recs); err != nil {
-		return fmt.Errorf("%w: metadata %s: %v", ErrCorrupt, path, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)
+	corrupt := func(line int, format string, args ...any) error {
+		return fmt.Errorf("%w: metadata %s line %d: %s", ErrCorrupt, path, line, fmt.Sprintf(format, args...))
 	}
-	keys := make([]string, 0, len(recs))
-	for k := range recs {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys) // interning order, and so the first bad key reported, stay the same from run to run
-	for _, key := range keys {
-		rec := recs[key]
-		if rec.Key == nil || *rec.Key == "" {
+	for line := 1; sc.Scan(); line++ {
+		text := sc.Text()
+		if line == 1 {
+			if text != metaHeader {
+				return corrupt(line, "not a grant metadata file (want the header %q)", metaHeader)
+			}
 			continue
 		}
-		if err := checkOwnerName(*rec.Key); err != nil {
-			return fmt.Errorf("%w: metadata %s: entry %q: %v", ErrCorrupt, path, key, err)
+		key, fields, ok := strings.Cut(text, " ")
+		owner, err := metaOwner(fields)
+		if !ok || err != nil {
+			return corrupt(line, "want <entry> key=\"<name>\": %v", err)
 		}
 		p, err := ParseEntryKey(key)
 		if err != nil {
 			if errors.Is(err, errUnsupportedKey) {
 				continue // skipped in the snapshot too
 			}
-			return fmt.Errorf("%w: metadata %s: entry %q: %v", ErrCorrupt, path, key, err)
+			return corrupt(line, "entry %q: %v", key, err)
 		}
 		k := keyOf(p)
 		if _, ok := s.idx.get(k); ok {
-			s.w.own.setCommitted(k, s.w.own.intern(*rec.Key))
+			s.w.own.setCommitted(k, s.w.own.intern(owner))
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("store: reading metadata %s: %w", path, err)
+	}
 	return nil
+}
+
+// metaOwner parses a metadata line's fields: key="<name>".
+func metaOwner(fields string) (string, error) {
+	v, ok := strings.CutPrefix(fields, "key=")
+	if !ok {
+		return "", errors.New("no key= field")
+	}
+	q, err := strconv.QuotedPrefix(v)
+	if err != nil || q != v {
+		return "", errors.New("key= must be one quoted string")
+	}
+	owner, _ := strconv.Unquote(q)
+	if owner == "" {
+		return "", errors.New("empty key name")
+	}
+	return owner, checkOwnerName(owner)
 }
 
 // writeFileAtomic replaces path with what fill writes: a temporary file in

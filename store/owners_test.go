@@ -142,7 +142,7 @@ func TestOwnersPersist(t *testing.T) {
 		t.Fatalf("the snapshot is not the original's format:\n%s", snap)
 	}
 	meta, err := os.ReadFile(e.path + metaSuffix)
-	if err != nil || !strings.Contains(string(meta), `"key": "phone"`) || strings.Contains(string(meta), "10.0.3.2") {
+	if err != nil || !strings.Contains(string(meta), "10.0.3.1 key=\"phone\"\n") || strings.Contains(string(meta), "10.0.3.2") {
 		t.Fatalf("metadata file: %v\n%s", err, meta)
 	}
 	s = e.open()
@@ -164,11 +164,18 @@ func TestCorruptMetadataStopsOpen(t *testing.T) {
 	s := e.open()
 	mustGrantAs(t, s, "10.0.4.1", t0+100, GrantOptions{Owner: "phone"})
 	s.Close()
-	if err := os.WriteFile(e.path+metaSuffix, []byte(`{"10.0.4.1": {"key": 7}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(e.options()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), metaSuffix) {
-		t.Fatalf("Open with corrupt metadata: %v, want ErrCorrupt naming the file", err)
+	for _, bad := range []string{
+		`{"10.0.4.1": {"key": 7}}`,
+		metaHeader + "\n10.0.4.1 key=phone\n",
+		metaHeader + "\n10.0.4.1 key=\"phone\" extra\n",
+		metaHeader + "\nnot-an-ip key=\"phone\"\n",
+	} {
+		if err := os.WriteFile(e.path+metaSuffix, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(e.options()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), metaSuffix) {
+			t.Fatalf("Open with metadata %q: %v, want ErrCorrupt naming the file", bad, err)
+		}
 	}
 }
 
@@ -190,5 +197,23 @@ func TestJournalOwnerField(t *testing.T) {
 	}
 	if _, err := grantAs(t, newEnv(t).open(), "10.0.0.1", t0+10, GrantOptions{Owner: strings.Repeat("x", maxOwnerName+1)}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("an owner name over %d bytes: %v, want ErrInvalid", maxOwnerName, err)
+	}
+}
+
+// Expired entries not yet swept make room for anyone's grant.
+func TestExpiredEntriesOfOthersMakeRoom(t *testing.T) {
+	e := newEnv(t)
+	e.max = 2
+	s := e.open()
+	admin := GrantOptions{Owner: "admin"}
+	mustGrantAs(t, s, "10.0.5.1", t0+10, admin)
+	mustGrantAs(t, s, "10.0.5.2", t0+20, admin)
+	e.clock.Advance(15) // 10.0.5.1 has expired; the sweeper has not run
+	r := mustGrantAs(t, s, "10.0.5.3", t0+100, GrantOptions{Owner: "guest"})
+	if len(r.Evicted) != 1 || FormatPrefix(r.Evicted[0].Prefix) != "10.0.5.1" {
+		t.Fatalf("evicted %+v, want the expired 10.0.5.1", r.Evicted)
+	}
+	if _, err := grantAs(t, s, "10.0.5.4", t0+100, GrantOptions{Owner: "guest2"}); !errors.Is(err, ErrFull) {
+		t.Fatalf("with no expired entry left: %v, want ErrFull", err)
 	}
 }
