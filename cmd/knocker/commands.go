@@ -18,7 +18,14 @@ and over IPv6 separately, so that a dual-stack device is whitelisted on both.`
 const aboutStatus = `Shows this device's address as the server sees it (GET /knock/status, no key
 needed), whether it is whitelisted and for how long. With --family both, for
 IPv4 and IPv6 separately. The exit code is 0 whether or not the address is
-whitelisted ("whitelisted" in the --json output tells).`
+whitelisted ("whitelisted" in the --json output tells).
+
+It also shows the state of the service written by "knocker install":
+running, stopped or not installed (on standard error; "service" in the
+--json output). With
+--service it shows only that, asks no server, and the exit code is the
+state: 0 running, 9 stopped, 10 not installed, 1 unknown (for instance
+systemd is not available).`
 
 // familyResult is the outcome for one address family, as printed with --json.
 type familyResult struct {
@@ -106,14 +113,26 @@ func (c *cli) cmdKnock(ctx context.Context, args []string) int {
 				formatDuration(time.Duration(r.RequestedTTL)*time.Second), formatDuration(time.Duration(*r.ExpiresIn)*time.Second))
 		}
 	}
-	return c.finish(stdout, p.bool("json"), results)
+	return c.finish(stdout, p.bool("json"), results, nil)
 }
 
 func (c *cli) cmdStatus(ctx context.Context, args []string) int {
 	p, code, done := c.parseFlags("status", "[flags]", aboutStatus,
-		[]string{"server", "family", "timeout", "config", "verbose", "json"}, args)
+		[]string{"server", "family", "timeout", "config", "verbose", "json", "service"}, args)
 	if done {
 		return code
+	}
+	svc := c.serviceStatus(ctx)
+	if p.bool("service") {
+		if p.bool("json") {
+			writeJSON(c.stdout, map[string]any{"service": svc, "exit_code": serviceExitCode(svc.State)})
+		} else {
+			fmt.Fprintf(c.stdout, "Service: %s%s: %s\n", svc.State, parenthesized(svc.Detail), svc.Location)
+		}
+		return serviceExitCode(svc.State)
+	}
+	if !p.bool("json") || p.bool("verbose") { // on stderr, as the settings: stdout stays the server's view
+		fmt.Fprintf(c.stderr, "knocker status: service: %s%s\n", svc.State, parenthesized(svc.Detail))
 	}
 	s, cerr := c.resolve(p, false)
 	if cerr != nil {
@@ -152,12 +171,12 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "%s%s is whitelisted%s for %s more, until %s\n", prefix(r.fam), ip, as,
 			formatDuration(time.Duration(*r.ExpiresIn)*time.Second), formatTime(*r.ExpiresAt))
 	}
-	return c.finish(c.stdout, p.bool("json"), results)
+	return c.finish(c.stdout, p.bool("json"), results, &svc)
 }
 
 // finish prints the JSON document if asked and returns the exit code: the
-// highest of the families' codes.
-func (c *cli) finish(stdout io.Writer, asJSON bool, results []*familyResult) int {
+// highest of the families' codes. svc, if set, is added to the JSON.
+func (c *cli) finish(stdout io.Writer, asJSON bool, results []*familyResult, svc *serviceStatus) int {
 	code := exitOK
 	for _, r := range results {
 		if !r.OK {
@@ -165,7 +184,11 @@ func (c *cli) finish(stdout io.Writer, asJSON bool, results []*familyResult) int
 		}
 	}
 	if asJSON {
-		writeJSON(stdout, map[string]any{"results": results, "exit_code": code})
+		doc := map[string]any{"results": results, "exit_code": code}
+		if svc != nil {
+			doc["service"] = svc
+		}
+		writeJSON(stdout, doc)
 	}
 	return code
 }

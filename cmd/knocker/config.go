@@ -79,7 +79,8 @@ var options = []option{
 		help: "the config file (default: $XDG_CONFIG_HOME/knocker/config.json, then knocker-cli's ~/.knocker.yaml); a .yaml or .yml file is read as knocker-cli's; an explicitly named file must exist"},
 	{name: "verbose", help: "say where each setting came from (never the key itself)"},
 	{name: "json", help: "print the result as JSON on standard output"},
-	{name: "print", help: "only print the unit and the commands; change nothing"},
+	{name: "print", help: "only print the service definition and the commands; change nothing"},
+	{name: "service", help: "only the service's state; no request to the server; exit code 0 running, 9 stopped, 10 not installed, 1 unknown"},
 }
 
 func optionByName(name string) option {
@@ -121,6 +122,7 @@ request the server rejected as invalid (400, 413, 415); 3 invalid API key
 (401); 4 forbidden (403); 5 rate limited (429); 6 server unreachable (DNS,
 connection, timeout); 7 TLS error (certificate, handshake); 8 server error
 (5xx) or not a knock API answer. With --family both: the higher of the two.
+Service (status --service, start, stop): 9 stopped; 10 not installed.
 `
 
 // parseFlags parses args for cmd. done reports that the command must

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,25 +10,34 @@ import (
 	"time"
 )
 
-const unitName = "knocker.service"
+const aboutInstall = `Installs "knocker run" as a per-user service with the settings resolved now
+from flags, environment and config file, and starts it:
+  Linux    a systemd user unit, $XDG_CONFIG_HOME/systemd/user/knocker.service
+           (mode 0600); then "systemctl --user daemon-reload" and
+           "systemctl --user enable --now knocker.service".
+  macOS    a launchd agent, ~/Library/LaunchAgents/knocker.plist (label
+           knocker, started at login, restarted if it fails); then
+           "launchctl load". Log: ~/Library/Logs/knocker.log.
+  Windows  the service "knocker" (automatic start, restarted if it fails),
+           running as LocalSystem; needs an elevated (administrator) prompt.
+           Log: the Application event log, source knocker.
+An installed service is replaced.
 
-const aboutInstall = `Installs "knocker run" as a systemd user service (` + unitName + `) with the
-settings resolved now from flags, environment and config file, and starts it:
-writes $XDG_CONFIG_HOME/systemd/user/` + unitName + ` (mode 0600), then runs
-"systemctl --user daemon-reload" and "systemctl --user enable --now ` + unitName + `".
-
-The key never appears in the unit or in the service's arguments: a key read
+The key never appears in the service's definition or arguments: a key read
 from a file is referenced with --key-file, a key written in the config file
 with --config, and a key given with --key or KNOCKER_KEY is saved to
-$XDG_CONFIG_HOME/knocker/key (mode 0600) and referenced with --key-file.
+knocker/key in the user's config directory (mode 0600) and referenced with
+--key-file.
 
-Without systemctl or a systemd user manager, or with --print, it changes
-nothing and prints the unit and the commands to install it by hand.`
+With --print, or where the service manager cannot be used (Linux without
+systemctl or a systemd user manager, other systems), it changes nothing and
+prints the service definition and the commands to install it by hand.`
 
-const aboutUninstall = `Stops, disables and removes the systemd user service written by "knocker
-install" (systemctl --user disable --now; then daemon-reload). A key file
-saved by install is left in place. Without systemctl or a systemd user
-manager, or with --print, it changes nothing and prints the commands.`
+const aboutUninstall = `Stops and removes the service written by "knocker install" (Linux:
+systemctl --user disable --now, then daemon-reload; macOS: launchctl unload
+and the plist removed; Windows: the service deleted). A key file saved by
+install is left in place. With --print, or without the service manager, it
+changes nothing and prints the commands.`
 
 func (c *cli) cmdInstall(ctx context.Context, args []string) int {
 	names := append(append([]string{}, runFlags...), "print")
@@ -53,7 +59,7 @@ func (c *cli) cmdInstall(ctx context.Context, args []string) int {
 	if err != nil {
 		return fail("cannot find the user's config directory: %v", err)
 	}
-	unitPath := filepath.Join(home, "systemd", "user", unitName)
+	b := c.backend(home)
 	exe, err := c.executable()
 	if err != nil {
 		return fail("cannot find this program's path: %v", err)
@@ -68,18 +74,17 @@ func (c *cli) cmdInstall(ctx context.Context, args []string) int {
 	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
 		fmt.Fprintf(stderr, "knocker install: warning: %s looks like a temporary \"go run\" binary; build or install knocker and run install from there\n", exe)
 	}
-	runArgs, keyPath := c.serviceArgs(s, home)
-	unit, err := renderUnit(exe, runArgs)
+	runArgs, keyPath, def, err := c.serviceDefinition(b, s, home, exe)
 	if err != nil {
 		return fail("%v", err)
 	}
 
-	available, why := c.systemdAvailable(ctx)
+	available, why := b.available(ctx)
 	if p.bool("print") || !available {
 		if available {
 			fmt.Fprintf(stdout, "Nothing was changed (--print). To install the service by hand:\n\n")
 		} else {
-			fmt.Fprintf(stdout, "systemd is not available (%s): nothing was changed.\nTo install the service by hand:\n\n", why)
+			fmt.Fprintf(stdout, "The service manager cannot be used (%s): nothing was changed.\nTo install the service by hand:\n\n", why)
 		}
 		step := 1
 		if keyPath != "" {
@@ -87,9 +92,8 @@ func (c *cli) cmdInstall(ctx context.Context, args []string) int {
 				step, keyPath, shellQuote(filepath.Dir(keyPath)), shellQuote(keyPath))
 			step++
 		}
-		fmt.Fprintf(stdout, "%d. Save this unit as %s (mode 0600):\n\n%s\n", step, unitPath, indent(unit, "   "))
-		fmt.Fprintf(stdout, "%d. Then run:\n\n   systemctl --user daemon-reload\n   systemctl --user enable --now %s\n\n", step+1, unitName)
-		fmt.Fprintf(stdout, "Its log: journalctl --user -u %s -f\n", unitName)
+		b.printInstall(stdout, step, def)
+		fmt.Fprintf(stdout, "Its log: %s\n", b.logHint())
 		return exitOK
 	}
 
@@ -99,16 +103,10 @@ func (c *cli) cmdInstall(ctx context.Context, args []string) int {
 		}
 		fmt.Fprintf(stdout, "Saved the API key (from %s) to %s (mode 0600).\n", s.keyOrigin, keyPath)
 	}
-	if err := writeFileAtomic(unitPath, []byte(unit)); err != nil {
-		return fail("cannot write the unit: %v", err)
+	if err := b.install(ctx, stdout, exe, runArgs, def); err != nil {
+		return fail("%v%s", err, c.privilegeHint(err))
 	}
-	fmt.Fprintf(stdout, "Wrote %s.\n", unitPath)
-	for _, a := range [][]string{{"--user", "daemon-reload"}, {"--user", "enable", "--now", unitName}} {
-		if err := c.systemctl(ctx, stdout, a...); err != nil {
-			return fail("%v", err)
-		}
-	}
-	fmt.Fprintf(stdout, "Started %s.\nIts log: journalctl --user -u %s -f\nTo keep it running while you are logged out: loginctl enable-linger\n", unitName, unitName)
+	fmt.Fprintf(stdout, "Started the service (%s).\nIts log: %s\n", b.location(), b.logHint())
 	return exitOK
 }
 
@@ -122,38 +120,39 @@ func (c *cli) cmdUninstall(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "knocker uninstall: cannot find the user's config directory: %v\n", err)
 		return exitError
 	}
-	unitPath := filepath.Join(home, "systemd", "user", unitName)
+	b := c.backend(home)
 	keyPath := filepath.Join(home, "knocker", "key")
-	available, why := c.systemdAvailable(ctx)
+	available, why := b.available(ctx)
 	if p.bool("print") || !available {
 		if available {
 			fmt.Fprintf(c.stdout, "Nothing was changed (--print). To remove the service by hand:\n\n")
 		} else {
-			fmt.Fprintf(c.stdout, "systemd is not available (%s): nothing was changed.\nTo remove the service by hand:\n\n", why)
+			fmt.Fprintf(c.stdout, "The service manager cannot be used (%s): nothing was changed.\nTo remove the service by hand:\n\n", why)
 		}
-		fmt.Fprintf(c.stdout, "   systemctl --user disable --now %s\n   rm -f %s\n   systemctl --user daemon-reload\n", unitName, shellQuote(unitPath))
+		b.printUninstall(c.stdout)
 		return exitOK
 	}
-	if _, err := os.Stat(unitPath); errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(c.stdout, "%s is not installed (%s does not exist).\n", unitName, unitPath)
+	if state, _ := b.status(ctx); state == stateNotInstalled {
+		fmt.Fprintf(c.stdout, "The service is not installed (%s).\n", b.location())
 		return exitOK
 	}
-	if err := c.systemctl(ctx, c.stdout, "--user", "disable", "--now", unitName); err != nil {
-		fmt.Fprintf(c.stderr, "knocker uninstall: warning: %v\n", err)
-	}
-	if err := os.Remove(unitPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(c.stderr, "knocker uninstall: cannot remove the unit: %v\n", err)
-		return exitError
-	}
-	fmt.Fprintf(c.stdout, "Removed %s.\n", unitPath)
-	if err := c.systemctl(ctx, c.stdout, "--user", "daemon-reload"); err != nil {
-		fmt.Fprintf(c.stderr, "knocker uninstall: %v\n", err)
+	if err := b.uninstall(ctx, c.stdout); err != nil {
+		fmt.Fprintf(c.stderr, "knocker uninstall: %v%s\n", err, c.privilegeHint(err))
 		return exitError
 	}
 	if _, err := os.Stat(keyPath); err == nil {
 		fmt.Fprintf(c.stdout, "The API key saved by install is still in %s: delete it if you no longer need it.\n", keyPath)
 	}
 	return exitOK
+}
+
+// serviceDefinition is what install writes for b: the arguments of
+// `knocker run`, where the key must be saved ("" if nowhere), and the
+// service's definition (unit, plist, configuration).
+func (c *cli) serviceDefinition(b serviceBackend, s *settings, home, exe string) (runArgs []string, keyPath, def string, err error) {
+	runArgs, keyPath = c.serviceArgs(s, home)
+	def, err = b.definition(exe, runArgs)
+	return runArgs, keyPath, def, err
 }
 
 // serviceArgs are the arguments of `knocker run` in the unit: the resolved
@@ -195,114 +194,6 @@ func (c *cli) serviceArgs(s *settings, home string) (args []string, keyPath stri
 		args = append(args, "--key-file", keyPath)
 	}
 	return args, keyPath
-}
-
-// renderUnit writes the systemd unit running exe with args.
-func renderUnit(exe string, args []string) (string, error) {
-	words := make([]string, 0, len(args)+1)
-	for _, a := range append([]string{exe}, args...) {
-		q, err := systemdQuote(a)
-		if err != nil {
-			return "", err
-		}
-		words = append(words, q)
-	}
-	return fmt.Sprintf(`# Written by "knocker install" (knocker-cli %s); remove with "knocker uninstall".
-# The API key is not in this file: the service reads it from the file named below.
-[Unit]
-Description=Knocker client: keeps this device whitelisted
-Documentation=https://github.com/caddy-knocker/knocker
-
-[Service]
-Type=simple
-ExecStart=%s
-Restart=on-failure
-RestartSec=30s
-NoNewPrivileges=yes
-
-[Install]
-WantedBy=default.target
-`, cliVersion(), strings.Join(words, " ")), nil
-}
-
-// systemdQuote quotes one ExecStart word: specifiers (%) and variables ($)
-// are escaped, and a word with anything but plain characters is put in
-// double quotes with C-style escapes.
-func systemdQuote(s string) (string, error) {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return "", fmt.Errorf("%q contains a control character: it cannot be written into a unit", s)
-		}
-	}
-	s = strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
-	plain := s != ""
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@+=,%$[]", r)) {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return s, nil
-	}
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`, nil
-}
-
-func shellQuote(s string) string {
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@+=,", r)) {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
-	}
-	return s
-}
-
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	var b strings.Builder
-	for _, l := range lines {
-		if l != "" && l != "\n" {
-			b.WriteString(prefix)
-		}
-		b.WriteString(l)
-	}
-	return b.String()
-}
-
-// systemdAvailable reports whether a systemd user manager can be asked to
-// run the service.
-func (c *cli) systemdAvailable(ctx context.Context) (bool, string) {
-	if c.goos != "linux" {
-		return false, "not Linux"
-	}
-	if _, err := c.lookPath("systemctl"); err != nil {
-		return false, "systemctl not found"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if out, err := c.runCommand(ctx, "systemctl", "--user", "show-environment"); err != nil {
-		msg := strings.TrimSpace(firstLine(string(out)))
-		if msg == "" {
-			msg = err.Error()
-		}
-		return false, "no systemd user manager: " + sanitize(msg)
-	}
-	return true, ""
-}
-
-func (c *cli) systemctl(ctx context.Context, out io.Writer, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	fmt.Fprintf(out, "systemctl %s\n", strings.Join(args, " "))
-	if b, err := c.runCommand(ctx, "systemctl", args...); err != nil {
-		return fmt.Errorf("systemctl %s failed: %v\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	return line
 }
 
 // writeFileAtomic writes data to path with mode 0600 (its directory 0700

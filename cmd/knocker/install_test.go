@@ -16,6 +16,7 @@ type fakeSystemd struct {
 	calls       []string
 	userManager bool
 	failEnable  bool
+	active      string // what `systemctl --user is-active` prints
 }
 
 func (f *fakeSystemd) install(c *cli) {
@@ -33,6 +34,11 @@ func (f *fakeSystemd) install(c *cli) {
 			return []byte("Failed to connect to bus: No medium found\n"), errors.New("exit status 1")
 		case strings.Contains(call, "enable") && f.failEnable:
 			return []byte("Failed to enable unit\n"), errors.New("exit status 1")
+		case strings.Contains(call, "is-active"):
+			if f.active != "active" {
+				return []byte(f.active + "\n"), errors.New("exit status 3")
+			}
+			return []byte("active\n"), nil
 		}
 		return nil, nil
 	}
@@ -103,7 +109,7 @@ func TestInstallWithKeyFromEnvironment(t *testing.T) {
 	if strings.Join(sd.calls, "\n") != strings.Join(wantCalls, "\n") {
 		t.Fatalf("systemctl calls:\n%s", strings.Join(sd.calls, "\n"))
 	}
-	wantContains(t, "stdout", r.stdout, "Saved the API key (from KNOCKER_KEY) to "+ie.keyPath, "Started knocker.service")
+	wantContains(t, "stdout", r.stdout, "Saved the API key (from KNOCKER_KEY) to "+ie.keyPath, "Started the service ("+ie.unitPath)
 
 	// uninstall: disable, remove, reload; the key file stays (and is said to).
 	sd.calls = nil
@@ -114,6 +120,8 @@ func TestInstallWithKeyFromEnvironment(t *testing.T) {
 	}
 	wantCalls = []string{
 		"systemctl --user show-environment",
+		"systemctl --user show-environment", // status: is it installed, running?
+		"systemctl --user is-active knocker.service",
 		"systemctl --user disable --now knocker.service",
 		"systemctl --user daemon-reload",
 	}
@@ -124,7 +132,7 @@ func TestInstallWithKeyFromEnvironment(t *testing.T) {
 
 	r, _ = runInstall(t, sd, map[string]string{"XDG_CONFIG_HOME": ie.home}, "uninstall")
 	wantCode(t, r, exitOK)
-	wantContains(t, "stdout", r.stdout, "knocker.service is not installed")
+	wantContains(t, "stdout", r.stdout, "The service is not installed ("+ie.unitPath)
 }
 
 // A key read from a file is referenced, not copied; a key in the config
@@ -240,5 +248,53 @@ func TestSystemdQuote(t *testing.T) {
 	}
 	if _, err := systemdQuote("a\nb"); err == nil {
 		t.Error("a newline was accepted")
+	}
+}
+
+// The real commands through a fake systemctl script on PATH (systemd does
+// not run here): install, status, stop and uninstall exec it as they would
+// exec systemctl.
+func TestServiceWithSystemctlScript(t *testing.T) {
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls")
+	state := filepath.Join(bin, "state")
+	script := `#!/bin/sh
+echo "$*" >> '` + calls + `'
+case "$*" in
+*is-active*) s=$(cat '` + state + `' 2>/dev/null || echo inactive); echo "$s"; [ "$s" = active ] ;;
+*"enable --now"*|*" start "*) echo active > '` + state + `' ;;
+*"disable --now"*|*" stop "*) echo inactive > '` + state + `' ;;
+esac
+`
+	writeFile(t, bin, "systemctl", script)
+	if err := os.Chmod(filepath.Join(bin, "systemctl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	home := t.TempDir()
+	run := func(args ...string) result {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		c := testCLI(t, map[string]string{"XDG_CONFIG_HOME": home, "KNOCKER_SERVER": "knock.example.com", "KNOCKER_KEY": userKey}, &stdout, &stderr)
+		real := newCLI()
+		c.lookPath, c.runCommand = real.lookPath, real.runCommand
+		r := result{c.main(context.Background(), args), stdout.String(), stderr.String()}
+		assertNoKey(t, r.stdout+r.stderr)
+		return r
+	}
+	wantCode(t, run("install"), exitOK)
+	r := run("status", "--service")
+	wantCode(t, r, exitOK)
+	wantContains(t, "status", r.stdout, "Service: running: "+filepath.Join(home, "systemd", "user", unitName))
+	wantCode(t, run("stop"), exitOK)
+	wantCode(t, run("status", "--service"), exitServiceStopped)
+	wantCode(t, run("uninstall"), exitOK)
+	wantCode(t, run("status", "--service"), exitServiceNotInstalled)
+	got, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--user daemon-reload", "--user enable --now knocker.service", "--user is-active knocker.service", "--user stop knocker.service", "--user disable --now knocker.service"} {
+		wantContains(t, "systemctl calls", string(got), want+"\n")
 	}
 }

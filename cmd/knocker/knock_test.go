@@ -585,14 +585,14 @@ func TestRedactWriter(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, cmd := range []string{"knock", "status", "run", "install", "uninstall"} {
+	for _, cmd := range []string{"knock", "status", "run", "install", "uninstall", "start", "stop"} {
 		r := runCLI(t, nil, cmd, "--help")
 		wantCode(t, r, exitOK)
 		wantContains(t, cmd+" --help", r.stdout, "Usage: knocker "+cmd, "Exit codes: 0 success", "7 TLS error")
 	}
 	r := runCLI(t, nil, "--help")
 	wantCode(t, r, exitOK)
-	wantContains(t, "--help", r.stdout, "Exit codes:", "3  invalid or missing API key (401)", "KNOCKER_SERVER", "config.json")
+	wantContains(t, "--help", r.stdout, "Exit codes:", "3  invalid or missing API key (401)", "10  status --service, start, stop: the service is not installed", "KNOCKER_SERVER", "config.json")
 	r = runCLI(t, nil, "help", "run")
 	wantCode(t, r, exitOK)
 	wantContains(t, "help run", r.stdout, "--check-interval")

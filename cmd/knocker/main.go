@@ -1,11 +1,12 @@
 // Command knocker is the command-line client of Knocker for Caddy: it knocks
 // (POST /knock) so that this device's address is whitelisted, shows how the
 // server sees the device (GET /knock/status), and keeps the device
-// whitelisted as a service (knocker run), over IPv4 and IPv6 separately when
-// asked to.
+// whitelisted as a service (knocker run, installed as a per-user service by
+// knocker install), over IPv4 and IPv6 separately when asked to.
 //
-// It uses the standard library only and does not depend on Caddy or on the
-// plugin's package: the wire protocol is the contract.
+// It does not depend on Caddy or on the plugin's package: the wire protocol
+// is the contract. Beyond the standard library it uses a YAML parser (the
+// original CLI's config file) and kardianos/service (launchd, Windows).
 package main
 
 import (
@@ -80,6 +81,9 @@ type cli struct {
 
 	// signals stop `knocker run` cleanly (exit 0).
 	signals []os.Signal
+	// plainLog: `knocker run` logs to a log that timestamps lines itself
+	// (the Windows event log).
+	plainLog bool
 	// random returns a number in [0, 1) for backoff jitter.
 	random func() float64
 }
@@ -102,7 +106,11 @@ func newCLI() *cli {
 }
 
 func main() {
-	os.Exit(newCLI().main(context.Background(), os.Args[1:]))
+	c := newCLI()
+	if code, ok := c.runAsService(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	os.Exit(c.main(context.Background(), os.Args[1:]))
 }
 
 const usageMain = `knocker: keep this device whitelisted by a Knocker server (Caddy plugin).
@@ -112,11 +120,15 @@ Usage:
 
 Commands:
   knock      knock once: whitelist this device's address (or --ip) for a while
-  status     show this device's address(es) as the server sees them, and the time left
+  status     the service's state, and this device's address(es) as the server
+             sees them, with the time left (--service: the service only)
   run        stay in the foreground: knock, re-knock before expiry and when the
              address changes, back off on errors; stops cleanly on SIGTERM/SIGINT
-  install    install and start a systemd user service that runs "knocker run"
+  install    install and start a per-user service that runs "knocker run"
+             (systemd user unit, launchd agent, Windows service)
   uninstall  stop and remove that service
+  start      start the installed service
+  stop       stop the installed service
   version    print the version
 
 "knocker <command> --help" lists a command's flags.
@@ -156,6 +168,8 @@ Exit codes:
   6  server unreachable: DNS, connection refused, no route, timeout
   7  TLS error: certificate verification or handshake
   8  server error (5xx) or an answer that is not the knock API's
+  9  status --service: the service is installed but not running
+ 10  status --service, start, stop: the service is not installed
 With --family both, each family is reported and the exit code is the higher
 of the two.
 `
@@ -178,6 +192,10 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		return c.cmdInstall(ctx, rest)
 	case "uninstall":
 		return c.cmdUninstall(ctx, rest)
+	case "start":
+		return c.cmdStart(ctx, rest)
+	case "stop":
+		return c.cmdStop(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(c.stdout, "knocker", cliVersion())
 		return exitOK
@@ -188,12 +206,12 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		fmt.Fprint(c.stdout, usageMain)
 		return exitOK
 	default:
-		fmt.Fprintf(c.stderr, "knocker: unknown command %q (commands: knock, status, run, install, uninstall, version; see knocker --help)\n", cmd)
+		fmt.Fprintf(c.stderr, "knocker: unknown command %q (commands: knock, status, run, install, uninstall, start, stop, version; see knocker --help)\n", cmd)
 		return exitUsage
 	}
 }
 
-var commandNames = map[string]bool{"knock": true, "status": true, "run": true, "install": true, "uninstall": true}
+var commandNames = map[string]bool{"knock": true, "status": true, "run": true, "install": true, "uninstall": true, "start": true, "stop": true}
 
 // redactWriter replaces the key in everything written through it: a last
 // line of defence, since no message is built from the key in the first

@@ -46,7 +46,7 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	ctx, stop := c.notifyContext(ctx)
 	defer stop()
 
-	stamp := c.getenv("JOURNAL_STREAM") == "" // the journal adds its own timestamps
+	stamp := c.getenv("JOURNAL_STREAM") == "" && !c.plainLog // the journal adds its own timestamps
 	logf := func(f family, format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
 		if l := f.label(); l != "" {
