@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -329,4 +330,32 @@ func formatDuration(d time.Duration) string {
 		}
 	}
 	return b.String()
+}
+
+// lookupIP asks an address lookup service (knocker-cli's ip_check_url,
+// answering the bare address as text) which address this device has,
+// over the client's family and without a proxy, as the knock goes.
+func (cl *client) lookupIP(ctx context.Context, rawURL string) (string, *cmdError) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return "", &cmdError{code: exitUsage, msg: "cannot build the request: " + err.Error()}
+	}
+	req.Header.Set("User-Agent", userAgent())
+	resp, err := cl.http.Do(req)
+	if err != nil {
+		return "", cl.transportError(req, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if err != nil {
+		return "", cl.transportError(req, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", &cmdError{code: exitServer, httpStatus: resp.StatusCode, msg: fmt.Sprintf("%s answered %d", req.URL.Redacted(), resp.StatusCode)}
+	}
+	ip, err := netip.ParseAddr(strings.TrimSpace(string(data)))
+	if err != nil {
+		return "", &cmdError{code: exitServer, httpStatus: resp.StatusCode, msg: fmt.Sprintf("%s did not answer with an IP address", req.URL.Redacted())}
+	}
+	return ip.Unmap().String(), nil
 }

@@ -167,6 +167,9 @@ func (c *cli) serviceArgs(s *settings, home string) (args []string, keyPath stri
 	if s.ip != "" {
 		args = append(args, "--ip", s.ip)
 	}
+	if s.ipCheckURL != "" {
+		args = append(args, "--ip-check-url", s.ipCheckURL)
+	}
 	for _, d := range []struct {
 		name     string
 		val, def time.Duration

@@ -89,8 +89,8 @@ func TestOriginalSettingsUnitsAndFlags(t *testing.T) {
 	home := t.TempDir()
 	yml := writeFile(t, home, "old.yml", "api_url: knock.example.com\napi_key: file-key-0123456789abcdef\nttl: 3600\ncheck_interval: 5\nip_check_url: https://ip.example/\nlog_level: debug\n")
 	s := resolveFor(t, map[string]string{"HOME": home}, "run", "--config", yml)
-	if s.ttl != time.Hour || s.checkInterval != 5*time.Minute || s.server.String() != "https://knock.example.com" {
-		t.Fatalf("from %s: ttl %s, check interval %s, server %s", yml, s.ttl, s.checkInterval, s.server)
+	if s.ttl != time.Hour || s.checkInterval != 5*time.Minute || s.ipCheckURL != "https://ip.example/" || s.server.String() != "https://knock.example.com" {
+		t.Fatalf("from %s: ttl %s, check interval %s, ip check URL %q, server %s", yml, s.ttl, s.checkInterval, s.ipCheckURL, s.server)
 	}
 	if !strings.Contains(strings.Join(s.warnings, "\n"), `ignoring unknown field "log_level"`) {
 		t.Fatalf("no warning about the unknown field: %q", s.warnings)
@@ -99,15 +99,16 @@ func TestOriginalSettingsUnitsAndFlags(t *testing.T) {
 	if s.checkInterval != 2*time.Minute {
 		t.Fatalf("KNOCKER_CHECK_INTERVAL=2: %s, want 2m (minutes, as in knocker-cli)", s.checkInterval)
 	}
-	s = resolveFor(t, map[string]string{"HOME": home}, "run", "--config", yml, "--check_interval", "90s")
-	if s.checkInterval != 90*time.Second {
-		t.Fatalf("the original's flag name: %s", s.checkInterval)
+	s = resolveFor(t, map[string]string{"HOME": home}, "run", "--config", yml, "--check_interval", "90s", "--ip_check_url", "http://ip.test/x")
+	if s.checkInterval != 90*time.Second || s.ipCheckURL != "http://ip.test/x" {
+		t.Fatalf("the original's flag names: %s, %q", s.checkInterval, s.ipCheckURL)
 	}
 
 	for _, tc := range []struct{ name, file, want string }{
 		{"not YAML", "api_url: [unclosed\n", "is not valid YAML"},
 		{"not a mapping", "- a\n- b\n", "must be a mapping"},
 		{"a list value", "api_url:\n  - a\n", `field "api_url" must be a string or a number`},
+		{"a bad check URL", "api_url: k.example\napi_key: k-0123456789abcdef0\nip_check_url: ftp://x\n", `invalid ip-check-url "ftp://x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), ".knocker.yaml", tc.file)

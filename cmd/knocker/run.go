@@ -23,7 +23,7 @@ SIGTERM or SIGINT stops it with exit code 0. It logs to standard error (without
 timestamps under systemd, whose journal adds them). Errors while running are
 retried, never fatal; only a configuration error stops it (exit code 2).`
 
-var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "retry-min", "retry-max", "config", "verbose"}
+var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "ip-check-url", "retry-min", "retry-max", "config", "verbose"}
 
 func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	p, code, done := c.parseFlags("run", "[flags]", aboutRun, runFlags, args)
@@ -66,6 +66,9 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 		target = s.ip
 	}
 	checks := "every " + formatDuration(s.checkInterval)
+	if s.ipCheckURL != "" {
+		checks += " at " + s.ipCheckURL
+	}
 	if s.checkInterval == 0 || s.ip != "" {
 		checks = "off"
 	}
@@ -116,7 +119,8 @@ func (m *maintainer) loop(ctx context.Context) {
 		knockFails int
 		lastErr    *cmdError
 		checkFails int
-		lost       int // consecutive checks that found our address not whitelisted
+		lost       int    // consecutive checks that found our address not whitelisted
+		looked     string // the address --ip-check-url last answered
 	)
 	if checking {
 		checkAt = knockAt.Add(s.checkInterval)
@@ -165,6 +169,11 @@ func (m *maintainer) loop(ctx context.Context) {
 			if checking {
 				checkAt = now.Add(s.checkInterval)
 			}
+			continue
+		}
+
+		if s.ipCheckURL != "" {
+			m.lookupAddress(ctx, &looked, &knockAt, &checkAt, &checkFails)
 			continue
 		}
 
@@ -235,6 +244,32 @@ func (m *maintainer) loop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// lookupAddress is the address check of knocker-cli's comparison mode: ask
+// --ip-check-url for this device's address and knock at once when it
+// differs from the last answer. The knock server's own view (/knock/status)
+// is not consulted, so a lost grant is only restored by the next re-knock.
+func (m *maintainer) lookupAddress(ctx context.Context, looked *string, knockAt, checkAt *time.Time, fails *int) {
+	s := m.s
+	ip, err := m.cl.lookupIP(ctx, s.ipCheckURL)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		*fails++
+		d := max(s.checkInterval, backoff(*fails, s.retryMin, s.retryMax, m.random))
+		m.logf("address lookup failed, next check in %s: %s", formatDuration(d), err.msg)
+		*checkAt = m.now().Add(d)
+		return
+	}
+	now := m.now()
+	*fails, *checkAt = 0, now.Add(s.checkInterval)
+	if *looked != "" && ip != *looked {
+		m.logf("address changed (per %s): %s -> %s; knocking now", s.ipCheckURL, sanitize(*looked), sanitize(ip))
+		*knockAt = now
+	}
+	*looked = ip
 }
 
 // sleepUntil waits until the wall clock reaches t; false if ctx ended.

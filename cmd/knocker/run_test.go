@@ -187,3 +187,65 @@ func TestRunConfigError(t *testing.T) {
 	wantCode(t, r, exitUsage)
 	wantContains(t, "stderr", r.stderr, "retry-max (1s) is shorter than retry-min (1m0s)")
 }
+
+// With --ip-check-url (knocker-cli's comparison mode) run knocks when the
+// lookup service reports a new address, and only then: a change the
+// lookup does not report is not noticed through /knock/status.
+func TestRunIPCheckURL(t *testing.T) {
+	srv := sharedCaddy(t)
+	p := startProxy(t, srv.proxied, "198.51.100.30", "2001:db8::30")
+	var answer atomic.Value
+	answer.Store("203.0.113.1")
+	var lookups atomic.Int64
+	lookup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lookups.Add(1)
+		fmt.Fprintln(w, answer.Load().(string))
+	}))
+	t.Cleanup(lookup.Close)
+	var out lockedBuffer
+	c := testCLI(t, map[string]string{"KNOCKER_KEY": userKey, "KNOCKER_IP_CHECK_URL": lookup.URL}, &out, &out)
+	stop := runInBackground(t, c, "run", "--server", p.url(), "--family", "4", "--ttl", "1h", "--check-interval", "100ms")
+
+	waitFor(t, "the first knock and two lookups", func() bool { return p.count("198.51.100.30") == 1 && lookups.Load() >= 2 })
+	p.addr4.Store("198.51.100.31") // the network changes, and the lookup service says so
+	answer.Store("203.0.113.2")
+	waitFor(t, "a knock from the new address", func() bool { return p.count("198.51.100.31") == 1 })
+
+	p.addr4.Store("198.51.100.32") // a change the lookup service does not see
+	seen := lookups.Load()
+	waitFor(t, "three more lookups", func() bool { return lookups.Load() >= seen+3 })
+	if n := p.count("198.51.100.32"); n != 0 {
+		t.Fatalf("knocked %d times from an address the lookup service did not report", n)
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit code %d\n%s", code, out.String())
+	}
+	log := out.String()
+	wantContains(t, "log", log, "address check every 100ms at "+lookup.URL,
+		"address changed (per "+lookup.URL+"): 203.0.113.1 -> 203.0.113.2; knocking now")
+	if p.count("198.51.100.30") != 1 {
+		t.Fatalf("knocks from the first address: %d, want 1 (no knock without a change)", p.count("198.51.100.30"))
+	}
+}
+
+// A lookup service that answers no address is an error, retried.
+func TestRunIPCheckURLBadAnswer(t *testing.T) {
+	srv := sharedCaddy(t)
+	p := startProxy(t, srv.proxied, "198.51.100.40", "2001:db8::40")
+	var lookups atomic.Int64
+	lookup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lookups.Add(1)
+		fmt.Fprintln(w, "<html>not an address</html>")
+	}))
+	t.Cleanup(lookup.Close)
+	var out lockedBuffer
+	c := testCLI(t, map[string]string{"KNOCKER_KEY": userKey}, &out, &out)
+	stop := runInBackground(t, c, "run", "--server", p.url(), "--family", "4", "--ttl", "1h",
+		"--check-interval", "50ms", "--retry-min", "10ms", "--retry-max", "20ms", "--ip_check_url", lookup.URL)
+	waitFor(t, "two failed lookups", func() bool { return lookups.Load() >= 2 })
+	stop()
+	wantContains(t, "log", out.String(), "address lookup failed, next check in", "did not answer with an IP address")
+	if p.count("198.51.100.40") != 1 {
+		t.Fatalf("knocks: %d, want the first one only", p.count("198.51.100.40"))
+	}
+}
