@@ -98,11 +98,16 @@ func (c *cli) cmdKnock(ctx context.Context, args []string) int {
 			r.TTLCapped = res.ExpiresIn < r.RequestedTTL
 		}
 	})
+	// As the original's knock command, report to the journal when there is
+	// one (no --events here: --json owns standard output).
+	sink, _ := c.eventSink("auto", nil, stderr)
 	for _, r := range results {
 		if !r.OK {
+			knockEvents(sink, r.fam, nil, r.err)
 			fmt.Fprintf(stderr, "knocker knock: %s%s\n", prefix(r.fam), r.Error)
 			continue
 		}
+		knockEvents(sink, r.fam, &knockResult{Entry: r.Entry, ExpiresAt: *r.ExpiresAt, ExpiresIn: *r.ExpiresIn}, nil)
 		if p.bool("json") {
 			continue
 		}

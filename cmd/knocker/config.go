@@ -81,6 +81,7 @@ var options = []option{
 	{name: "json", help: "print the result as JSON on standard output"},
 	{name: "print", help: "only print the service definition and the commands; change nothing"},
 	{name: "service", help: "only the service's state; no request to the server; exit code 0 running, 9 stopped, 10 not installed, 1 unknown"},
+	{name: "events", arg: "MODE", help: eventsHelp},
 }
 
 func optionByName(name string) option {

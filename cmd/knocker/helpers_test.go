@@ -65,6 +65,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	tmpRoot = dir
+	// Never write events to the journal of the machine running the tests;
+	// the journal tests point this at their own journald.
+	journalSocket = filepath.Join(dir, "no-journal")
 	code := m.Run()
 	sharedMu.Lock()
 	if stopShared != nil {
@@ -438,11 +441,12 @@ func serverStatus(t *testing.T, base string) statusResult {
 // the test chooses for each family, so a test can change the device's
 // public address at will.
 type xffProxy struct {
-	port   int
-	addr4  atomic.Value // string
-	addr6  atomic.Value // string
-	mu     sync.Mutex
-	knocks map[string]int // successful knocks by address
+	port    int
+	addr4   atomic.Value // string
+	addr6   atomic.Value // string
+	mu      sync.Mutex
+	knocks  map[string]int // successful knocks by address
+	servers []*http.Server
 }
 
 func startProxy(t *testing.T, upstreamPort int, addr4, addr6 string) *xffProxy {
@@ -477,9 +481,17 @@ func startProxy(t *testing.T, upstreamPort int, addr4, addr6 string) *xffProxy {
 		}
 		srv := &http.Server{Handler: rp}
 		go srv.Serve(l)
-		t.Cleanup(func() { srv.Close() })
+		p.servers = append(p.servers, srv)
 	}
+	t.Cleanup(p.close)
 	return p
+}
+
+// close takes the proxy off the network: the server is unreachable.
+func (p *xffProxy) close() {
+	for _, srv := range p.servers {
+		srv.Close()
+	}
 }
 
 func (p *xffProxy) count(addr string) int {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -21,9 +22,13 @@ const aboutRun = `Stays in the foreground and keeps this device whitelisted:
 With --family both, IPv4 and IPv6 are kept whitelisted independently.
 SIGTERM or SIGINT stops it with exit code 0. It logs to standard error (without
 timestamps under systemd, whose journal adds them). Errors while running are
-retried, never fatal; only a configuration error stops it (exit code 2).`
+retried, never fatal; only a configuration error stops it (exit code 2).
+It also reports structured events, those of the original knocker-cli (journald
+schema 1: KNOCKER_EVENT=ServiceState, StatusSnapshot, KnockTriggered,
+WhitelistApplied, WhitelistExpired, NextKnockUpdated, Error): to the journal
+when there is one, or as JSON lines on standard output with --events json.`
 
-var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "ip-check-url", "retry-min", "retry-max", "config", "verbose"}
+var runFlags = []string{"server", "key", "key-file", "ttl", "ip", "family", "timeout", "check-interval", "ip-check-url", "retry-min", "retry-max", "config", "verbose", "events"}
 
 func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	p, code, done := c.parseFlags("run", "[flags]", aboutRun, runFlags, args)
@@ -35,6 +40,10 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 		return c.fatal("run", false, cerr)
 	}
 	out := &syncWriter{w: redacting(c.stderr, s.key)}
+	sink, cerr := c.eventSink(*p.strs["events"], &syncWriter{w: redacting(c.stdout, s.key)}, out)
+	if cerr != nil {
+		return c.fatal("run", false, cerr)
+	}
 	printWarnings(out, "run", s)
 	if p.bool("verbose") {
 		fmt.Fprintf(out, "knocker run: %s\n", s.describeOrigins())
@@ -74,6 +83,8 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 	}
 	logf(familyAuto, "knocker %s: keeping %s whitelisted at %s (family %s, ttl %s, address check %s)",
 		cliVersion(), target, s.server.Redacted(), s.family, ttl, checks)
+	ev := newRunEvents(sink, s.family.members())
+	ev.started()
 
 	var wg sync.WaitGroup
 	for _, f := range s.family.members() {
@@ -81,12 +92,16 @@ func (c *cli) cmdRun(ctx context.Context, args []string) int {
 			cl:     c.newClient(s, f),
 			s:      s,
 			logf:   func(format string, args ...any) { logf(f, format, args...) },
+			ev:     ev.family(f),
 			random: c.random,
 			now:    func() time.Time { return time.Now().Round(0) },
 		}
 		wg.Go(func() { m.loop(ctx) })
 	}
+	<-ctx.Done() // the loops end only then
+	ev.serviceState(evStateStopping)
 	wg.Wait()
+	ev.stopped()
 	logf(familyAuto, "stopped: %v", context.Cause(ctx))
 	return exitOK
 }
@@ -96,6 +111,7 @@ type maintainer struct {
 	cl     *client
 	s      *settings
 	logf   func(format string, args ...any)
+	ev     *familyEvents
 	random func() float64
 	// now is the wall clock without a monotonic reading: after a suspend,
 	// a deadline that passed while the machine slept counts as passed.
@@ -130,6 +146,7 @@ func (m *maintainer) loop(ctx context.Context) {
 		if checking && checkAt.Before(next) {
 			next = checkAt
 		}
+		m.ev.nextKnock(knockAt)
 		if !m.sleepUntil(ctx, next) {
 			return
 		}
@@ -143,6 +160,7 @@ func (m *maintainer) loop(ctx context.Context) {
 				lastErr = err
 				d := max(backoff(knockFails, s.retryMin, s.retryMax, m.random), err.retryAfter)
 				m.logf("knock failed, retrying in %s: %s", formatDuration(d), err.msg)
+				m.ev.knockFailed(cmp.Or(s.ip, ref), err.msg)
 				knockAt = m.now().Add(d)
 				continue
 			}
@@ -158,6 +176,7 @@ func (m *maintainer) loop(ctx context.Context) {
 			}
 			m.logf("whitelisted %s for %s%s; next knock in %s", sanitize(res.Entry), formatDuration(granted), note, formatDuration(wait))
 			entry = res.Entry
+			m.ev.knocked(res)
 			if s.ip == "" {
 				ref = res.Entry
 				if trigger != "" && trigger != res.Entry {
@@ -185,12 +204,14 @@ func (m *maintainer) loop(ctx context.Context) {
 		if err != nil {
 			if err.noStatus {
 				m.logf("address checks off, re-knocking before expiry only: %s", err.msg)
+				m.ev.failed(errHealthCheck, "Health check failed: "+err.msg, m.cl.statusURL)
 				checking = false
 				continue
 			}
 			checkFails++
 			d := max(s.checkInterval, backoff(checkFails, s.retryMin, s.retryMax, m.random))
 			m.logf("address check failed, next check in %s: %s", formatDuration(d), err.msg)
+			m.ev.failed(errIPLookup, "Error getting public IP: "+err.msg, m.cl.statusURL)
 			checkAt = m.now().Add(d)
 			continue
 		}
@@ -210,6 +231,7 @@ func (m *maintainer) loop(ctx context.Context) {
 			m.logf("address changed: %s -> %s; knocking now", sanitize(ref), sanitize(st.IP))
 			ref, trigger, knockAt, lost = st.IP, st.IP, now, 0
 		case !st.Whitelisted:
+			m.ev.cleared(now)
 			if knockFails > 0 {
 				break // already retrying
 			}
@@ -236,6 +258,7 @@ func (m *maintainer) loop(ctx context.Context) {
 			server := now.Add(time.Duration(*st.ExpiresIn) * time.Second)
 			if server.Before(expires.Add(-2 * time.Second)) {
 				expires = server
+				m.ev.shortened(st.ExpiresAt)
 				if at := now.Add(refreshDelay(server.Sub(now))); at.Before(knockAt) {
 					knockAt = at
 					m.logf("the server's grant for %s ends in %s, sooner than expected; next knock in %s",
@@ -260,6 +283,7 @@ func (m *maintainer) lookupAddress(ctx context.Context, looked *string, knockAt,
 		*fails++
 		d := max(s.checkInterval, backoff(*fails, s.retryMin, s.retryMax, m.random))
 		m.logf("address lookup failed, next check in %s: %s", formatDuration(d), err.msg)
+		m.ev.failed(errIPLookup, "Error getting public IP: "+err.msg, s.ipCheckURL)
 		*checkAt = m.now().Add(d)
 		return
 	}
@@ -275,11 +299,17 @@ func (m *maintainer) lookupAddress(ctx context.Context, looked *string, knockAt,
 // sleepUntil waits until the wall clock reaches t; false if ctx ended.
 func (m *maintainer) sleepUntil(ctx context.Context, t time.Time) bool {
 	for {
-		d := t.Sub(m.now())
+		now := m.now()
+		d := t.Sub(now)
 		if d <= 0 {
 			return ctx.Err() == nil
 		}
-		timer := time.NewTimer(min(d, maxSleep))
+		d = min(d, maxSleep)
+		// Wake when the grant lapses, to report it then.
+		if lapse := m.ev.expire(now); !lapse.IsZero() {
+			d = min(d, max(lapse.Sub(now), 0))
+		}
+		timer := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
