@@ -15,7 +15,7 @@ rounds=${1:-5}
 work=${PARALLEL_DIR:-$(mktemp -d /tmp/knocker-parallel-XXXXXX)}
 mkdir -p "$work"
 if [ "$(id -u)" = 0 ]; then
-	export KNOCKER_REQUIRE_BROWSER=1 KNOCKER_REQUIRE_FIREWALLD=1
+	export KNOCKER_REQUIRE_BROWSER=1 KNOCKER_REQUIRE_FIREWALLD=1 KNOCKER_REQUIRE_JOURNALD=1
 else
 	echo "not root: the firewalld tests skip, so this checks less than CI runs" >&2
 fi

@@ -30,14 +30,16 @@ install() {
 
 step "prerequisites"
 if [ "$(id -u)" = 0 ]; then
-	install gcc libc6-dev chromium iproute2 dbus-daemon
+	# systemd: its journald (run in a private mount namespace) and journalctl
+	# check the CLI's journal events; nothing else of systemd is started.
+	install gcc libc6-dev chromium iproute2 dbus-daemon systemd util-linux
 	# firewalld 2.x (Debian 12 ships 1.3.3; both work): the firewalld tests
 	# run it in their own network namespace on a private D-Bus bus.
 	scripts/install-firewalld.sh
 	# What CI has installed must also run: no silent skips.
-	export KNOCKER_REQUIRE_BROWSER=1 KNOCKER_REQUIRE_FIREWALLD=1
+	export KNOCKER_REQUIRE_BROWSER=1 KNOCKER_REQUIRE_FIREWALLD=1 KNOCKER_REQUIRE_JOURNALD=1
 else
-	echo "not root: the firewalld tests skip, and the browser test runs only if chromium is installed"
+	echo "not root: the firewalld and real-journald tests skip, and the browser test runs only if chromium is installed"
 	command -v gcc >/dev/null || { echo "gcc is required for the race detector (apt-get install gcc)" >&2; exit 1; }
 fi
 
