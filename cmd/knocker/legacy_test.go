@@ -144,3 +144,24 @@ func resolveFor(t *testing.T, env map[string]string, cmd string, args ...string)
 	}
 	return s
 }
+
+// run with nothing but the original's variables (ttl in seconds) keeps the
+// device whitelisted: it re-knocks before each grant ends.
+func TestOriginalSettingsRunReknocks(t *testing.T) {
+	srv := sharedCaddy(t)
+	p := startProxy(t, srv.proxied, "198.51.100.50", "2001:db8::50")
+	var out lockedBuffer
+	c := testCLI(t, map[string]string{"KNOCKER_API_URL": p.url(), "KNOCKER_API_KEY": userKey, "KNOCKER_TTL": "4", "KNOCKER_CHECK_INTERVAL": "0"}, &out, &out)
+	stop := runInBackground(t, c, "run", "--family", "4")
+	waitFor(t, "a first grant", func() bool { return p.count("198.51.100.50") >= 1 })
+	first := serverStatus(t, p.via4())
+	waitFor(t, "two re-knocks", func() bool { return p.count("198.51.100.50") >= 3 })
+	later := serverStatus(t, p.via4())
+	if !first.Whitelisted || !later.Whitelisted || *later.ExpiresAt <= *first.ExpiresAt || *first.ExpiresIn > 4 {
+		t.Fatalf("grants: first %+v, later %+v", first, later)
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit code %d\n%s", code, out.String())
+	}
+	wantContains(t, "log", out.String(), "whitelisted 198.51.100.50 for 4s; next knock in 2s")
+}
