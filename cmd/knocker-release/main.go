@@ -29,8 +29,8 @@ func (t target) String() string {
 	return s
 }
 
-// defaultTargets are the release targets: the platforms the original
-// knocker-cli ships for.
+// defaultTargets are the release targets: Linux servers and boards (armv7:
+// Raspberry Pi OS 32-bit), both Mac architectures, and Windows.
 var defaultTargets = []target{
 	{"linux", "amd64", ""}, {"linux", "arm64", ""}, {"linux", "arm", "7"},
 	{"darwin", "amd64", ""}, {"darwin", "arm64", ""}, {"windows", "amd64", ""},

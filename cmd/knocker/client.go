@@ -341,7 +341,11 @@ func (cl *client) lookupIP(ctx context.Context, rawURL string) (string, *cmdErro
 		return "", &cmdError{code: exitUsage, msg: "cannot build the request: " + err.Error()}
 	}
 	req.Header.Set("User-Agent", userAgent())
-	resp, err := cl.http.Do(req)
+	// Redirects are followed here, as knocker-cli did (http.Get): unlike a
+	// knock, the lookup carries no key.
+	hc := *cl.http
+	hc.CheckRedirect = nil
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", cl.transportError(req, err)
 	}

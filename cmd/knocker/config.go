@@ -22,6 +22,7 @@ import (
 const (
 	defaultTimeout       = 10 * time.Second
 	defaultCheckInterval = time.Minute
+	legacyCheckInterval  = 5 * time.Minute // with --ip-check-url, as knocker-cli
 	defaultRetryMin      = 2 * time.Second
 	defaultRetryMax      = 5 * time.Minute
 	maxKeyFileSize       = 64 << 10
@@ -292,7 +293,7 @@ func (c *cli) loadOwnConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 	sort.Strings(fields)
 	for _, k := range fields {
 		if !knownField(k) {
-			return nil, usageErr("config file %s: unknown field %q (known: server, key, key_file, ttl, ip, family, timeout, check_interval, retry_min, retry_max)", path, k)
+			return nil, usageErr("config file %s: unknown field %q (known: server, key, key_file, ttl, ip, family, timeout, check_interval, ip_check_url, retry_min, retry_max)", path, k)
 		}
 		v := bytes.TrimSpace(raw[k])
 		switch {
@@ -553,7 +554,7 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 	}
 	u, err := parseServer(v)
 	if err != nil {
-		return nil, usageErr("invalid server %q (from %s): %v", v, origin, err)
+		return nil, usageErr("invalid server %q (from %s): %v", redactUserinfo(v), origin, err)
 	}
 	s.server = u
 	s.noteOrigin("server", origin)
@@ -593,6 +594,11 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 		if d.name == "check-interval" {
 			val, err = parseCheckInterval(v)
 		}
+		if n, nerr := strconv.ParseInt(strings.TrimSpace(v), 10, 64); d.name == "ttl" && nerr == nil && n < 0 {
+			// knocker-cli sent no ttl for any value <= 0: the key's max_ttl.
+			s.warnings = append(s.warnings, fmt.Sprintf("ttl %s (from %s) means the key's max_ttl, as in knocker-cli; leave it unset or use 0", v, origin))
+			val, err = 0, nil
+		}
 		switch {
 		case err != nil:
 		case val == 0 && d.zeroOK:
@@ -611,10 +617,15 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 		if v, origin, layer := c.lookup(p, cfg, "ip-check-url"); layer != layerDefault {
 			u, err := parseCheckURL(v)
 			if err != nil {
-				return nil, usageErr("invalid ip-check-url %q (from %s): %v", v, origin, err)
+				return nil, usageErr("invalid ip-check-url %q (from %s): %v", redactUserinfo(v), origin, err)
 			}
 			s.ipCheckURL = u
 			s.noteOrigin("ip-check-url", origin)
+			// knocker-cli polled its lookup service every 5 minutes unless
+			// told otherwise, and took 0 for that default too.
+			if _, _, layer := c.lookup(p, cfg, "check-interval"); layer == layerDefault || s.checkInterval == 0 {
+				s.checkInterval = legacyCheckInterval
+			}
 		}
 	}
 	if s.retryMax < s.retryMin {

@@ -343,6 +343,7 @@ func testCLI(t *testing.T, env map[string]string, stdout, stderr io.Writer) *cli
 	c.signals = nil
 	c.goos = "linux"
 	c.executable = func() (string, error) { return "/opt/knocker/bin/knocker", nil }
+	c.stderrIsJournal = func() bool { return false }
 	c.lookPath = func(string) (string, error) { return "", errors.New("not found") }
 	c.runCommand = func(context.Context, string, ...string) ([]byte, error) {
 		return nil, errors.New("no commands in tests")

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,15 +92,21 @@ func (c *cli) loadLegacyConfig(path string, explicit bool) (*fileConfig, *cmdErr
 	return cfg, nil
 }
 
-// yamlErrText is the parser's message without its package prefix; it never
-// quotes the document, so a key in the file cannot reach the message.
+// yamlErrText says where the document is wrong, not what the parser quotes
+// from it: its messages can quote the document (an alias name, a value), and
+// the file holds the API key.
 func yamlErrText(err error) string {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		return "the document must be a mapping of field names to values"
 	}
-	return strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		return "a syntax error at line " + m[1]
+	}
+	return "a syntax error"
 }
+
+var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
 
 // parseCheckInterval is parseDuration, except that a number alone is
 // minutes, as knocker-cli's check_interval is.
@@ -148,4 +155,15 @@ func (s *settings) describeOrigins() string {
 		return "settings: all defaults"
 	}
 	return "settings: " + strings.Join(parts, "; ")
+}
+
+// redactUserinfo hides a password in a URL that a message quotes.
+func redactUserinfo(s string) string {
+	if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 && strings.Contains(s[:at], ":") {
+		return "xxxxx" + s[at:]
+	}
+	return s
 }

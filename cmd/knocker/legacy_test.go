@@ -95,6 +95,10 @@ func TestOriginalSettingsUnitsAndFlags(t *testing.T) {
 	if !strings.Contains(strings.Join(s.warnings, "\n"), `ignoring unknown field "log_level"`) {
 		t.Fatalf("no warning about the unknown field: %q", s.warnings)
 	}
+	s = resolveFor(t, map[string]string{"HOME": home, "KNOCKER_TTL": "-1", "KNOCKER_IP_CHECK_URL": "http://ip.test/", "KNOCKER_CHECK_INTERVAL": "0"}, "run", "--config", yml)
+	if s.ttl != 0 || s.checkInterval != 5*time.Minute || !strings.Contains(strings.Join(s.warnings, "\n"), "means the key's max_ttl") {
+		t.Fatalf("ttl -1 and check_interval 0 with an ip_check_url: ttl %s, interval %s, warnings %q; want the key's max_ttl and knocker-cli's 5m", s.ttl, s.checkInterval, s.warnings)
+	}
 	s = resolveFor(t, map[string]string{"HOME": home, "KNOCKER_CHECK_INTERVAL": "2"}, "run", "--config", yml)
 	if s.checkInterval != 2*time.Minute {
 		t.Fatalf("KNOCKER_CHECK_INTERVAL=2: %s, want 2m (minutes, as in knocker-cli)", s.checkInterval)
@@ -164,4 +168,68 @@ func TestOriginalSettingsRunReknocks(t *testing.T) {
 		t.Fatalf("exit code %d\n%s", code, out.String())
 	}
 	wantContains(t, "log", out.String(), "whitelisted 198.51.100.50 for 4s; next knock in 2s")
+}
+
+// The original's service units start the bare binary: under a service
+// manager no arguments mean "run"; elsewhere they print the usage.
+func TestBareBinaryUnderAServiceManagerRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		journal bool
+		want    string
+		code    int
+	}{
+		{"a terminal", map[string]string{}, false, "Usage:", exitUsage},
+		{"macOS Terminal", map[string]string{"XPC_SERVICE_NAME": "0"}, false, "Usage:", exitUsage},
+		{"systemd, stderr the journal stream", map[string]string{}, true, "knocker run: no server", exitUsage},
+		{"launchd", map[string]string{"XPC_SERVICE_NAME": "knocker"}, false, "knocker run: no server", exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			c := testCLI(t, tc.env, &stdout, &stderr)
+			c.stderrIsJournal = func() bool { return tc.journal }
+			code := c.main(t.Context(), nil)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr.String(), tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// The original's persistent flags may come before the command.
+func TestPersistentFlagsBeforeTheCommand(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"--config", "k.yaml", "run"}, []string{"run", "--config", "k.yaml"}},
+		{[]string{"--ttl=60", "--check_interval", "5", "knock", "--family", "4"}, []string{"knock", "--family", "4", "--ttl=60", "--check_interval", "5"}},
+		{[]string{"--bogus", "run"}, []string{"--bogus", "run"}},
+		{[]string{"--config", "k.yaml"}, []string{"--config", "k.yaml"}},
+	} {
+		if got := hoistFlags(tc.in); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("hoistFlags(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	home := t.TempDir()
+	yml := writeFile(t, home, "k.yaml", "api_url: \"ftp://nope\"\n")
+	r := runCLI(t, map[string]string{"HOME": home}, "--config", yml, "knock")
+	wantCode(t, r, exitUsage)
+	wantContains(t, "stderr", r.stderr, `invalid server "ftp://nope" (from "api_url" in `+yml)
+}
+
+// Messages about a broken config never quote what could be the key.
+func TestOriginalConfigErrorsHideSecrets(t *testing.T) {
+	const secret = "Sk3cretKeyValue123456"
+	for _, doc := range []string{
+		"api_url: k.example\napi_key: *" + secret + "\n",
+		"api_url: https://u:" + secret + "@k.example\napi_key: x-0123456789abcdef\n",
+		"api_key: \"" + secret + "\n",
+	} {
+		home := t.TempDir()
+		writeFile(t, home, ".knocker.yaml", doc)
+		r := runCLI(t, map[string]string{"HOME": home}, "knock")
+		wantCode(t, r, exitUsage)
+		if strings.Contains(r.stderr, secret) {
+			t.Errorf("the error quotes the secret:\n%s", r.stderr)
+		}
+	}
 }

@@ -86,6 +86,11 @@ type cli struct {
 	plainLog bool
 	// random returns a number in [0, 1) for backoff jitter.
 	random func() float64
+	// stderrIsJournal reports whether standard error is the journal stream
+	// systemd connected to a service (JOURNAL_STREAM names its device and
+	// inode; a shell in a desktop session inherits the variable but not
+	// the stream).
+	stderrIsJournal func() bool
 }
 
 func newCLI() *cli {
@@ -99,9 +104,10 @@ func newCLI() *cli {
 		runCommand: func(ctx context.Context, name string, args ...string) ([]byte, error) {
 			return exec.CommandContext(ctx, name, args...).CombinedOutput()
 		},
-		goos:    runtime.GOOS,
-		signals: []os.Signal{syscall.SIGINT, syscall.SIGTERM},
-		random:  rand.Float64,
+		goos:            runtime.GOOS,
+		signals:         []os.Signal{syscall.SIGINT, syscall.SIGTERM},
+		random:          rand.Float64,
+		stderrIsJournal: func() bool { return isJournalStream(os.Stderr, os.Getenv("JOURNAL_STREAM")) },
 	}
 }
 
@@ -149,8 +155,11 @@ $XDG_CONFIG_HOME/knocker/config.json (usually ~/.config/knocker/config.json;
   }
 
 Fields: server, key, key_file (relative to the config file; ~/ is the home
-directory), ttl, ip, family, timeout, check_interval, retry_min, retry_max.
-Durations are Go durations (90s, 1h30m), days (7d) or plain seconds. A config
+directory), ttl, ip, family, timeout, check_interval, ip_check_url,
+retry_min, retry_max. Durations are Go durations (90s, 1h30m), days (7d) or
+plain seconds; a plain number in check_interval is minutes, as in knocker-cli.
+knocker-cli's KNOCKER_API_URL, KNOCKER_API_KEY and ~/.knocker.yaml (api_url,
+api_key, ttl, check_interval, ip_check_url) are read after these. A config
 file holding "key" should be readable by you only (chmod 600).
 
 The API key is never printed or logged. Without a scheme, the server URL is
@@ -176,6 +185,7 @@ of the two.
 
 // main runs one command and returns its exit code.
 func (c *cli) main(ctx context.Context, args []string) int {
+	args = c.serviceArgs0(hoistFlags(args), false)
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, usageMain)
 		return exitUsage

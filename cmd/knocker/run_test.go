@@ -198,6 +198,10 @@ func TestRunIPCheckURL(t *testing.T) {
 	answer.Store("203.0.113.1")
 	var lookups atomic.Int64
 	lookup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" { // as a lookup service moving to another path
+			http.Redirect(w, r, "/ip", http.StatusMovedPermanently)
+			return
+		}
 		lookups.Add(1)
 		fmt.Fprintln(w, answer.Load().(string))
 	}))

@@ -12,7 +12,11 @@ import (
 // manager, and its stop request ends the run loop cleanly. Its output goes
 // to the Application event log. ok is false when started otherwise.
 func (c *cli) runAsService(args []string) (code int, ok bool) {
-	if service.Interactive() || len(args) == 0 || args[0] != "run" {
+	if service.Interactive() {
+		return 0, false
+	}
+	args = c.serviceArgs0(hoistFlags(args), true)
+	if len(args) == 0 || args[0] != "run" {
 		return 0, false
 	}
 	p := &program{c: c, args: args[1:], exit: os.Exit}
