@@ -17,6 +17,7 @@ type fakeSystemd struct {
 	userManager bool
 	failEnable  bool
 	active      string // what `systemctl --user is-active` prints
+	subState    string // what `systemctl --user show -p SubState --value` prints
 }
 
 func (f *fakeSystemd) install(c *cli) {
@@ -34,6 +35,8 @@ func (f *fakeSystemd) install(c *cli) {
 			return []byte("Failed to connect to bus: No medium found\n"), errors.New("exit status 1")
 		case strings.Contains(call, "enable") && f.failEnable:
 			return []byte("Failed to enable unit\n"), errors.New("exit status 1")
+		case strings.Contains(call, "show -p SubState"):
+			return []byte(f.subState + "\n"), nil
 		case strings.Contains(call, "is-active"):
 			if f.active != "active" {
 				return []byte(f.active + "\n"), errors.New("exit status 3")

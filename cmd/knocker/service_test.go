@@ -59,6 +59,15 @@ func TestServiceControlSystemd(t *testing.T) {
 	wantCode(t, r, exitServiceStopped)
 	wantContains(t, "status", r.stdout, "Service: stopped (failed)")
 
+	// A unit waiting for its next restart after a failure is a crash loop.
+	sd.active, sd.subState = "activating", "auto-restart"
+	r, _ = runInstall(t, sd, env, "status", "--service")
+	wantCode(t, r, exitServiceStopped)
+	wantContains(t, "status", r.stdout, "failing and being restarted (auto-restart)")
+	sd.subState = "start"
+	r, _ = runInstall(t, sd, env, "status", "--service")
+	wantCode(t, r, exitOK)
+
 	// Without a user manager the state is unknown (exit 1), and start
 	// changes nothing.
 	sd = &fakeSystemd{userManager: false}

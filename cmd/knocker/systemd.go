@@ -95,7 +95,14 @@ func (b *systemdBackend) status(ctx context.Context) (serviceState, string) {
 	// is-active exits non-zero unless active; its output is the state.
 	out, err := b.c.runCommand(ctx, "systemctl", "--user", "is-active", unitName)
 	switch state := firstLine(string(out)); state {
-	case "active", "activating", "reloading", "refreshing":
+	case "activating":
+		// A unit waiting to be restarted after a failure (Restart=) is
+		// "activating" most of the time: that is a crash loop, not running.
+		if sub, _ := b.c.runCommand(ctx, "systemctl", "--user", "show", "-p", "SubState", "--value", unitName); firstLine(string(sub)) == "auto-restart" {
+			return stateStopped, "failing and being restarted (auto-restart): see journalctl --user -u " + unitName
+		}
+		return stateRunning, ""
+	case "active", "reloading", "refreshing":
 		return stateRunning, ""
 	case "inactive":
 		return stateStopped, ""
