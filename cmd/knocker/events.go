@@ -315,6 +315,11 @@ func (r *runEvents) reportNext() {
 		}
 	}
 	r.emit(event{evNextKnockUpdated, msg, priInfo, m})
+	if unix > 0 {
+		// As the original: the snapshot after a new schedule carries it, so
+		// a consumer that keeps the last snapshot as the state knows it.
+		r.emitSnapshot()
+	}
 }
 
 // familyEvents are the events of one family's maintainer.

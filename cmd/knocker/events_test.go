@@ -252,7 +252,7 @@ func wantFields(t *testing.T, e map[string]string, want map[string]string) {
 func checkRunSession(t *testing.T, evs []map[string]string, addr string, st statusResult) {
 	t.Helper()
 	want := []string{"started", "StatusSnapshot", "KnockTriggered:success", "WhitelistApplied", "StatusSnapshot",
-		"NextKnockUpdated", "stopping", "NextKnockUpdated", "StatusSnapshot", "stopped"}
+		"NextKnockUpdated", "StatusSnapshot", "stopping", "NextKnockUpdated", "StatusSnapshot", "stopped"}
 	if got := sequence(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
@@ -271,9 +271,10 @@ func checkRunSession(t *testing.T, evs []map[string]string, addr string, st stat
 		t.Fatalf("next knock at %d, want about %d (expiry %d - 6m)", next, *st.ExpiresAt-360, *st.ExpiresAt)
 	}
 	wantFields(t, evs[5], map[string]string{"KNOCKER_CADENCE_SOURCE": "ttl_response"})
-	wantFields(t, evs[7], map[string]string{"KNOCKER_NEXT_AT_UNIX": "0"})
+	wantFields(t, evs[6], map[string]string{"KNOCKER_WHITELIST_IP": addr, "KNOCKER_NEXT_AT_UNIX": evs[5]["KNOCKER_NEXT_AT_UNIX"], "KNOCKER_CADENCE_SOURCE": "ttl_response"})
+	wantFields(t, evs[8], map[string]string{"KNOCKER_NEXT_AT_UNIX": "0"})
 	// The grant outlives the service; the schedule does not.
-	wantFields(t, evs[8], map[string]string{"KNOCKER_WHITELIST_IP": addr, "KNOCKER_EXPIRES_UNIX": expires, "KNOCKER_NEXT_AT_UNIX": ""})
+	wantFields(t, evs[9], map[string]string{"KNOCKER_WHITELIST_IP": addr, "KNOCKER_EXPIRES_UNIX": expires, "KNOCKER_NEXT_AT_UNIX": ""})
 }
 
 // eventsRun is a `knocker run --events json` session against the shared
@@ -397,7 +398,7 @@ func TestRunEventsNotTheKnockAPI(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 	evs := jsonEvents(t, stdout.String())
-	want := []string{"started", "StatusSnapshot", "KnockTriggered:failure", "Error:knock_failed", "NextKnockUpdated",
+	want := []string{"started", "StatusSnapshot", "KnockTriggered:failure", "Error:knock_failed", "NextKnockUpdated", "StatusSnapshot",
 		"Error:health_check_failed", "stopping", "NextKnockUpdated", "StatusSnapshot", "stopped"}
 	if got := sequence(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
@@ -405,8 +406,9 @@ func TestRunEventsNotTheKnockAPI(t *testing.T) {
 	wantFields(t, evs[2], map[string]string{"KNOCKER_WHITELIST_IP": "", "KNOCKER_FAMILY": ""})
 	wantFields(t, evs[3], map[string]string{"KNOCKER_CONTEXT": ""})
 	wantFields(t, evs[4], map[string]string{"KNOCKER_CADENCE_SOURCE": ""}) // a retry, not a TTL refresh
-	wantFields(t, evs[5], map[string]string{"KNOCKER_CONTEXT": other.URL + "/knock/status"})
-	wantContains(t, "error", evs[5]["KNOCKER_ERROR_MSG"], "Health check failed: server answered 404")
+	wantFields(t, evs[5], map[string]string{"KNOCKER_NEXT_AT_UNIX": evs[4]["KNOCKER_NEXT_AT_UNIX"], "KNOCKER_WHITELIST_IP": ""})
+	wantFields(t, evs[6], map[string]string{"KNOCKER_CONTEXT": other.URL + "/knock/status"})
+	wantContains(t, "error", evs[6]["KNOCKER_ERROR_MSG"], "Health check failed: server answered 404")
 }
 
 // Without --events and without a journal, run writes nothing on standard
