@@ -93,7 +93,7 @@ func parseRecord(line []byte) (journalRecord, error) {
 			return journalRecord{}, fmt.Errorf("bad expiry %q", exp)
 		}
 		if hasOwner {
-			if rec.owner, err = strconv.Unquote(string(owner)); err != nil || rec.owner == "" || checkOwnerName(rec.owner) != nil {
+			if rec.owner, err = strconv.Unquote(string(owner)); err != nil || rec.owner == "" || CheckOwnerName(rec.owner) != nil {
 				return journalRecord{}, fmt.Errorf("bad owner %q", owner)
 			}
 		}

@@ -126,7 +126,7 @@ func metaOwner(fields string) (string, error) {
 	if owner == "" {
 		return "", errors.New("empty key name")
 	}
-	return owner, checkOwnerName(owner)
+	return owner, CheckOwnerName(owner)
 }
 
 // writeFileAtomic replaces path with what fill writes: a temporary file in

@@ -23,9 +23,7 @@ const maxOwnerName = 256
 
 // CheckOwnerName reports why name cannot own entries: it must be valid
 // UTF-8 of at most 256 bytes.
-func CheckOwnerName(name string) error { return checkOwnerName(name) }
-
-func checkOwnerName(name string) error {
+func CheckOwnerName(name string) error {
 	if len(name) > maxOwnerName || !utf8.ValidString(name) {
 		return fmt.Errorf("%w: owner name must be valid UTF-8 of at most %d bytes", ErrInvalid, maxOwnerName)
 	}

@@ -368,7 +368,7 @@ func (s *Store) GrantWith(p netip.Prefix, expires int64, opts GrantOptions) (Gra
 	if opts.MaxEntries < 0 || opts.MaxOwned < 0 {
 		return GrantResult{}, fmt.Errorf("%w: negative MaxEntries %d or MaxOwned %d", ErrInvalid, opts.MaxEntries, opts.MaxOwned)
 	}
-	if err := checkOwnerName(opts.Owner); err != nil {
+	if err := CheckOwnerName(opts.Owner); err != nil {
 		return GrantResult{}, err
 	}
 	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries,
