@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unicode/utf8"
 )
 
 // journalSocket is journald's native socket; tests point it elsewhere.
@@ -21,8 +22,9 @@ var journalSocket = "/run/systemd/journal/socket"
 const maxJournalValue = 4096
 
 // journalSink writes events to journald with its native protocol: one
-// datagram per entry, from an unbound socket, so that a restarted journald
-// is reached again.
+// datagram per entry, sent to the socket's path (not over a connection).
+// The first failed write ends the events for this run, as the original's
+// sink did.
 type journalSink struct {
 	conn   *net.UnixConn
 	addr   *net.UnixAddr
@@ -82,7 +84,11 @@ func encodeJournal(fields map[string]string) []byte {
 	for _, k := range keys {
 		v := fields[k]
 		if len(v) > maxJournalValue {
-			v = v[:maxJournalValue-3] + "..."
+			cut := maxJournalValue - 3
+			for cut > 0 && !utf8.RuneStart(v[cut]) { // never split a character
+				cut--
+			}
+			v = v[:cut] + "..."
 		}
 		if !strings.Contains(v, "\n") {
 			b = append(b, k...)

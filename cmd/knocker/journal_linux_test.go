@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddy-knocker/knocker/internal/testports"
 )
@@ -142,6 +143,11 @@ func TestJournalEncoding(t *testing.T) {
 	}
 	if got["MESSAGE"] != "two\nlines" || got["PRIORITY"] != "6" || len(got["KNOCKER_X"]) != maxJournalValue || !strings.HasSuffix(got["KNOCKER_X"], "...") {
 		t.Fatalf("decoded %q", got)
+	}
+	// A long value is cut between characters, never inside one.
+	got, err = decodeJournal(encodeJournal(map[string]string{"MESSAGE": strings.Repeat("ü", maxJournalValue)}))
+	if err != nil || !utf8.ValidString(got["MESSAGE"]) || len(got["MESSAGE"]) > maxJournalValue {
+		t.Fatalf("a cut multi-byte value: valid UTF-8 %v, %d bytes, %v", utf8.ValidString(got["MESSAGE"]), len(got["MESSAGE"]), err)
 	}
 }
 
