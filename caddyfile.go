@@ -101,14 +101,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Keys = append(a.Keys, key)
 		case "firewalld":
-			if len(a.Firewalld) > 0 {
+			if a.FirewallRaw != nil {
 				return d.Errf("firewalld: specified more than once")
 			}
-			fw := new(firewalld.App)
+			fw := new(firewalld.Backend)
 			if err := fw.UnmarshalCaddyfile(d); err != nil {
 				return err
 			}
-			a.Firewalld = caddyconfig.JSON(fw, nil)
+			a.FirewallRaw = caddyconfig.JSONModuleObject(fw, "backend", "firewalld", nil)
 		case "rate_limit":
 			if a.RateLimit == nil {
 				a.RateLimit = new(RateLimit)

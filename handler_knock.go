@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-knocker/knocker/firewalld"
+	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -281,7 +281,7 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 		if undo, err = fw.PrepareGrant(r.Context(), target, expires); err != nil {
 			k.app.limiter.release(actor, success, ts)
 			k.logger.Error("firewall rules not added", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
-			if errors.Is(err, firewalld.ErrBusy) {
+			if errors.Is(err, firewall.ErrBusy) {
 				return knockResponse{}, newAPIError(http.StatusServiceUnavailable, msgFirewallBusy)
 			}
 			return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)

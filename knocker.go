@@ -23,7 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-knocker/knocker/firewalld"
+	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -55,16 +55,16 @@ type App struct {
 	Keys []APIKey `json:"keys,omitempty"`
 	// RateLimit bounds knocks per client IP.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
-	// Firewalld, when set, makes each knock also open ports at the network
-	// level for the knocked address (the knocker_firewalld app's config;
-	// see the firewalld package).
-	Firewalld json.RawMessage `json:"firewalld,omitempty"`
+	// FirewallRaw, when set, makes each knock also open ports at the
+	// network level for the knocked address: a knocker.firewall module,
+	// named by "backend" (firewalld; see the firewall package).
+	FirewallRaw json.RawMessage `json:"firewall,omitempty" caddy:"namespace=knocker.firewall inline_key=backend"`
 
 	keys    keyring
 	path    string
 	limits  rateLimits
 	limiter *limiter
-	fw      *firewalld.App // nil without firewalld
+	fw      firewall.Backend // nil without a firewall
 	logger  *zap.Logger
 	*appState
 }
@@ -219,32 +219,34 @@ func (a *App) Provision(ctx caddy.Context) error {
 	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return newLimiter(), nil })
 	a.limiter = v.(*limiter)
 
-	if len(a.Firewalld) > 0 {
-		// One global option cannot emit two apps, so the reconciler's
-		// config travels here and is handed to its own app, which Caddy
-		// then starts and stops like any other.
-		fw, err := firewalld.Attach(ctx, a.Firewalld, a)
+	if a.FirewallRaw != nil {
+		v, err := ctx.LoadModule(a, "FirewallRaw")
 		if err != nil {
-			return fmt.Errorf("firewalld: %w", err)
+			return fmt.Errorf("firewall: %w", err)
+		}
+		fw, ok := v.(firewall.Backend)
+		if !ok {
+			return fmt.Errorf("firewall: module %T is not a firewall backend", v)
 		}
 		a.fw = fw
 	}
 	return nil
 }
 
-// WhitelistStore gives the firewalld app the grants to follow, opening the
-// store if this app has not started yet.
-func (a *App) WhitelistStore() (*store.Store, error) { return a.openStore() }
-
-// WhitelistPath is where grants persist; firewalld keeps its state beside it.
-func (a *App) WhitelistPath() string { return a.path }
+// Firewall returns the firewall backend, or nil when none is configured.
+func (a *App) Firewall() firewall.Backend { return a.fw }
 
 // Start opens the whitelist store (or takes over the one a previous config
-// opened) and applies this config's limits.
+// opened), then starts the firewall backend on it.
 func (a *App) Start() error {
 	s, err := a.openStore()
 	if err != nil {
 		return err
+	}
+	if a.fw != nil {
+		if err := a.fw.Start(firewall.Whitelist{Store: s, Path: a.path}); err != nil {
+			return fmt.Errorf("firewall: %w", err)
+		}
 	}
 	a.logger.Info("knocker started",
 		zap.String("whitelist_file", a.path),
@@ -253,8 +255,14 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop leaves the store open: the next config, or Cleanup, decides its fate.
-func (a *App) Stop() error { return nil }
+// Stop stops the firewall backend, which leaves its rules in place. The
+// store stays open: the next config, or Cleanup, decides its fate.
+func (a *App) Stop() error {
+	if a.fw != nil {
+		return a.fw.Stop()
+	}
+	return nil
+}
 
 // Cleanup releases this config's hold on the store and limiter; the last
 // holder closes the store, which writes a compact snapshot.
@@ -383,10 +391,9 @@ func now() time.Time {
 
 // Interface guards.
 var (
-	_ caddy.App           = (*App)(nil)
-	_ caddy.Provisioner   = (*App)(nil)
-	_ caddy.CleanerUpper  = (*App)(nil)
-	_ firewalld.Whitelist = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )
 
 // grant whitelists p until expires, durably, as a grant of key.

@@ -2,7 +2,6 @@ package firewalld
 
 import (
 	"context"
-	"encoding/json"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -20,8 +20,9 @@ type testSource struct {
 	path string
 }
 
-func (s *testSource) WhitelistStore() (*store.Store, error) { return s.st, nil }
-func (s *testSource) WhitelistPath() string                 { return s.path }
+func (s *testSource) whitelist() firewall.Whitelist {
+	return firewall.Whitelist{Store: s.st, Path: s.path}
+}
 
 // openStore opens a whitelist in a temporary directory; the sweeper runs
 // often so expiries show up quickly.
@@ -36,42 +37,39 @@ func openStore(t testing.TB) *testSource {
 	return &testSource{st: st, path: path}
 }
 
-// provision builds an App from JSON the way the knocker app hands it over.
-func provision(t testing.TB, config string, src Whitelist) (*App, error) {
+// provision builds a Backend from its JSON config as Caddy's module loader
+// does (unknown fields refused).
+func provision(t testing.TB, config string) (*Backend, error) {
 	t.Helper()
-	ctx, cancel := newHandoffContext(config, src)
-	t.Cleanup(cancel)
-	a := new(App)
-	err := a.Provision(ctx)
-	a.logger = zaptest.NewLogger(t) // logs show with the test that made them
-	return a, err
-}
-
-// newHandoffContext returns a caddy.Context carrying config as the knocker
-// app's firewalld block.
-func newHandoffContext(config string, src Whitelist) (caddy.Context, context.CancelFunc) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	ctx.Context = context.WithValue(ctx.Context, ConfigKey{}, &Handoff{Config: json.RawMessage(config), Source: src})
-	return ctx, cancel
+	t.Cleanup(cancel)
+	b := new(Backend)
+	if err := caddy.StrictUnmarshalJSON([]byte(config), b); err != nil {
+		return nil, err
+	}
+	err := b.Provision(ctx)
+	b.logger = zaptest.NewLogger(t) // logs show with the test that made them
+	return b, err
 }
 
-// startApp provisions and starts an App; it is stopped with the test.
-func startApp(t testing.TB, config string, src Whitelist) *App {
+// startBackend provisions and starts a Backend on src's whitelist; it is
+// stopped with the test.
+func startBackend(t testing.TB, config string, src *testSource) *Backend {
 	t.Helper()
 	needSandbox(t)
-	a, err := provision(t, config, src)
+	b, err := provision(t, config)
 	if err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
-	if err := a.Start(); err != nil {
+	if err := b.Start(src.whitelist()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	t.Cleanup(func() { a.Stop() })
-	return a
+	t.Cleanup(func() { b.Stop() })
+	return b
 }
 
 // grant does what the knock handler does: open the ports, then persist.
-func grant(t testing.TB, a *App, src *testSource, p string, ttl time.Duration) {
+func grant(t testing.TB, a *Backend, src *testSource, p string, ttl time.Duration) {
 	t.Helper()
 	pfx := mustPrefix(t, p)
 	expires := time.Now().Add(ttl).Unix()
@@ -102,7 +100,7 @@ func acceptText(t testing.TB, p string, port Port) string {
 func tcp(n uint16) Port { return Port{Number: n, Protocol: "tcp"} }
 
 // idle waits until the app's worker has nothing pending or queued.
-func idle(t testing.TB, a *App) {
+func idle(t testing.TB, a *Backend) {
 	t.Helper()
 	r := a.reconciler()
 	waitFor(t, 10*time.Second, func() (bool, string) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-knocker/knocker/firewall"
 )
 
 // The knocker app in these configs is the real one from the root package:
@@ -19,33 +21,36 @@ func caddyConfig(apps string) []byte {
 	return []byte(`{"admin":{"disabled":true,"config":{"persist":false}},"apps":{` + apps + `}}`)
 }
 
+// knockerApp is the knocker app's JSON with extra fields appended.
+func knockerApp(wl, extra string) string {
+	return fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q%s}`, wl, extra)
+}
+
 // TestCaddyValidate runs Caddy's validation (Provision without Start): it
-// must pass without touching firewalld, and catch a double configuration.
+// must pass without touching firewalld, and name what is wrong otherwise,
+// including the configurations of earlier versions (a firewalld field, an
+// apps.knocker_firewalld app), which must fail rather than leave the ports
+// ungated.
 func TestCaddyValidate(t *testing.T) {
 	wl := filepath.Join(t.TempDir(), "whitelist.json")
-	nested := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"ports":["22/tcp"]}}`, wl)
-	direct := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q},"knocker_firewalld":{"ports":["22/tcp"]}`, wl)
-	both := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"ports":["22/tcp"]}},"knocker_firewalld":{"ports":["23/tcp"]}`, wl)
-	bad := fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"ports":["22/tcp"],"action":"allow"}}`, wl)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent") // nothing may dial
 	for _, tc := range []struct{ name, apps, wantErr string }{
-		{"nested", nested, ""},
-		{"direct", direct, ""},
-		{"both", both, "configure firewalld in one place"},
-		{"invalid", bad, `action: "allow" is not drop or reject`},
+		{"valid", knockerApp(wl, `,"firewall":{"backend":"firewalld","ports":["22/tcp"]}`), ""},
+		{"invalid", knockerApp(wl, `,"firewall":{"backend":"firewalld","ports":["22/tcp"],"action":"allow"}`), `action: "allow" is not drop or reject`},
+		{"unknown field", knockerApp(wl, `,"firewall":{"backend":"firewalld","ports":["22/tcp"],"port":"23/tcp"}`), `unknown field "port"`},
+		{"no backend", knockerApp(wl, `,"firewall":{"ports":["22/tcp"]}`), `firewall: module name not specified with key 'backend'`},
+		{"unknown backend", knockerApp(wl, `,"firewall":{"backend":"nftables","ports":["22/tcp"]}`), `unknown module: knocker.firewall.nftables`},
+		{"old field", knockerApp(wl, `,"firewalld":{"ports":["22/tcp"]}`), `unknown field "firewalld"`},
+		{"old app", knockerApp(wl, "") + `,"knocker_firewalld":{"ports":["22/tcp"]}`, `unknown module: knocker_firewalld`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var cfg caddy.Config
 			if err := json.Unmarshal(caddyConfig(tc.apps), &cfg); err != nil {
 				t.Fatal(err)
 			}
-			// Several tries: apps are provisioned in random map order.
-			for range 8 {
-				err := caddy.Validate(&cfg)
-				if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-					t.Fatalf("Validate = %v, want %q", err, tc.wantErr)
-				}
-				json.Unmarshal(caddyConfig(tc.apps), &cfg)
+			err := caddy.Validate(&cfg)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Validate = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}
@@ -54,11 +59,10 @@ func TestCaddyValidate(t *testing.T) {
 	}
 }
 
-// TestCaddyLifecycle runs the app inside Caddy: configured directly as
-// apps.knocker_firewalld, then a config reload that changes the ports
-// (Caddy starts the new apps before stopping the old ones), then nested in
-// the knocker app, then Caddy stops. Rules follow each config; grants
-// survive the reloads.
+// TestCaddyLifecycle runs the backend inside Caddy: started by the knocker
+// app, then a config reload that changes the ports (Caddy starts the new
+// config's apps before stopping the old ones), then Caddy stops. Rules
+// follow each config; grants survive the reload.
 func TestCaddyLifecycle(t *testing.T) {
 	useZones(t, "home")
 	wl := filepath.Join(t.TempDir(), "whitelist.json")
@@ -70,25 +74,21 @@ func TestCaddyLifecycle(t *testing.T) {
 	}
 	t.Cleanup(func() { caddy.Stop() })
 
-	load(fmt.Sprintf(`"knocker_firewalld":{"zones":["home"],"ports":["2222/tcp"]},"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q}`, wl))
+	load(knockerApp(wl, `,"firewall":{"backend":"firewalld","zones":["home"],"ports":["2222/tcp"]}`))
 	waitRules(t, time.Second, "home", dropV4, dropV6)
-	fw, err := caddyApp()
+	fw, err := runningBackend()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Configured directly, the app found the whitelist at Start through
-	// the knocker app.
+	// The backend follows the knocker app's store.
 	grant(t, fw, &testSource{st: fw.reconciler().store, path: wl}, "198.51.100.7", time.Hour)
 	waitRules(t, time.Second, "home", dropV4, dropV6, acceptText(t, "198.51.100.7", tcp(2222)))
 
 	drop2223v4 := `rule priority="-27001" family="ipv4" port port="2223" protocol="tcp" drop`
 	drop2223v6 := `rule priority="-27001" family="ipv6" port port="2223" protocol="tcp" drop`
-	load(fmt.Sprintf(`"knocker_firewalld":{"zones":["home"],"ports":["2223/tcp"]},"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q}`, wl))
+	load(knockerApp(wl, `,"firewall":{"backend":"firewalld","zones":["home"],"ports":["2223/tcp"],"action":"drop"}`))
 	waitRules(t, 2*time.Second, "home", drop2223v4, drop2223v6, acceptText(t, "198.51.100.7", tcp(2223)))
-
-	load(fmt.Sprintf(`"knocker":{"keys":[{"name":"t","secret":"caddy-test-secret-0123456789","max_ttl":3600000000000}],"whitelist_file":%q,"firewalld":{"zones":["home"],"ports":["2223/tcp"],"action":"drop"}}`, wl))
-	waitRules(t, 2*time.Second, "home", drop2223v4, drop2223v6, acceptText(t, "198.51.100.7", tcp(2223)))
-	fw, err = caddyApp()
+	fw, err = runningBackend()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +102,24 @@ func TestCaddyLifecycle(t *testing.T) {
 	// Stop leaves the protection and the grant in place.
 	equalRules(t, "after caddy stop", richRules(t, "home", false),
 		[]string{drop2223v4, drop2223v6, acceptText(t, "198.51.100.7", tcp(2223))})
+	if fw.reconciler() != nil {
+		t.Error("the backend still runs after Caddy stopped")
+	}
 }
 
-// caddyApp returns the running knocker_firewalld app.
-func caddyApp() (*App, error) {
-	ctx := caddy.ActiveContext()
-	v, err := ctx.AppIfConfigured(ModuleID)
+// runningBackend returns the firewalld backend of the running knocker app.
+func runningBackend() (*Backend, error) {
+	v, err := caddy.ActiveContext().AppIfConfigured("knocker")
 	if err != nil {
 		return nil, err
 	}
-	return v.(*App), nil
+	host, ok := v.(interface{ Firewall() firewall.Backend })
+	if !ok {
+		return nil, fmt.Errorf("knocker app %T has no Firewall method", v)
+	}
+	b, ok := host.Firewall().(*Backend)
+	if !ok {
+		return nil, fmt.Errorf("firewall backend is %T", host.Firewall())
+	}
+	return b, nil
 }

@@ -21,7 +21,7 @@ import (
 //
 // Values are checked here too, so `caddy adapt` reports bad ones with
 // their line.
-func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (b *Backend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("firewalld takes no arguments, only a block")
 	}
@@ -46,12 +46,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("firewalld: zone: %v", err)
 				}
 			}
-			a.Zones = append(a.Zones, args...)
+			b.Zones = append(b.Zones, args...)
 		case "action":
 			if len(args) != 1 || args[0] != actionDrop && args[0] != actionReject {
 				return d.Errf("firewalld: action: want drop or reject")
 			}
-			a.Action = args[0]
+			b.Action = args[0]
 		case "port":
 			if len(args) == 0 {
 				return d.Errf("firewalld: port: want <port>/<tcp|udp>, e.g. 22/tcp")
@@ -61,7 +61,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("firewalld: port: %v", err)
 				}
 			}
-			a.Ports = append(a.Ports, args...)
+			b.Ports = append(b.Ports, args...)
 		case "monitor":
 			if len(args) == 0 {
 				return d.Errf("firewalld: monitor: want one or more CIDRs")
@@ -71,12 +71,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("firewalld: monitor: %q is not a CIDR with an explicit mask", m)
 				}
 			}
-			a.Monitor = args
+			b.Monitor = args
 		case "state_file":
 			if len(args) != 1 {
 				return d.Errf("firewalld: state_file: want one path")
 			}
-			a.StateFile = args[0]
+			b.StateFile = args[0]
 		case "queue_size":
 			n, err := 0, error(nil)
 			if len(args) == 1 {
@@ -85,13 +85,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) != 1 || err != nil || n < 1 || n > maxQueueSize {
 				return d.Errf("firewalld: queue_size: want a number from 1 to %d", maxQueueSize)
 			}
-			a.QueueSize = n
+			b.QueueSize = n
 		default:
 			return d.Errf("firewalld: unknown subdirective %q", sub)
 		}
 	}
 	// Whole-config checks (a port listed twice, no port at all, host bits).
-	if _, err := a.parseSettings(); err != nil {
+	if _, err := b.parseSettings(); err != nil {
 		return d.Errf("firewalld: %v", err)
 	}
 	return nil

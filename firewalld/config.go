@@ -11,7 +11,7 @@ const (
 	maxQueueSize     = 1 << 16
 )
 
-// settings is the validated form of the App's JSON fields.
+// settings is the validated form of the Backend's JSON fields.
 type settings struct {
 	zones     []string // empty: firewalld's default zone, resolved at Start
 	action    string   // drop or reject
@@ -21,12 +21,12 @@ type settings struct {
 	queueSize int
 }
 
-// parseSettings validates the App's fields. Errors name the field.
-func (a *App) parseSettings() (settings, error) {
-	s := settings{action: actionDrop, queueSize: defaultQueueSize, stateFile: a.StateFile}
+// parseSettings validates the Backend's fields. Errors name the field.
+func (b *Backend) parseSettings() (settings, error) {
+	s := settings{action: actionDrop, queueSize: defaultQueueSize, stateFile: b.StateFile}
 
 	seenZone := map[string]bool{}
-	for _, z := range a.Zones {
+	for _, z := range b.Zones {
 		if err := checkZoneName(z); err != nil {
 			return s, fmt.Errorf("zones: %v", err)
 		}
@@ -37,19 +37,19 @@ func (a *App) parseSettings() (settings, error) {
 		s.zones = append(s.zones, z)
 	}
 
-	switch a.Action {
+	switch b.Action {
 	case "", actionDrop:
 	case actionReject:
 		s.action = actionReject
 	default:
-		return s, fmt.Errorf("action: %q is not drop or reject", a.Action)
+		return s, fmt.Errorf("action: %q is not drop or reject", b.Action)
 	}
 
-	if len(a.Ports) == 0 {
+	if len(b.Ports) == 0 {
 		return s, fmt.Errorf("ports: at least one <port>/<tcp|udp> is required")
 	}
 	seenPort := map[Port]bool{}
-	for _, text := range a.Ports {
+	for _, text := range b.Ports {
 		p, err := ParsePort(text)
 		if err != nil {
 			return s, fmt.Errorf("ports: %v", err)
@@ -61,7 +61,7 @@ func (a *App) parseSettings() (settings, error) {
 		s.ports = append(s.ports, p)
 	}
 
-	monitor := a.Monitor
+	monitor := b.Monitor
 	if len(monitor) == 0 {
 		monitor = []string{"0.0.0.0/0", "::/0"}
 	}
@@ -71,10 +71,10 @@ func (a *App) parseSettings() (settings, error) {
 	}
 
 	switch {
-	case a.QueueSize < 0 || a.QueueSize > maxQueueSize:
-		return s, fmt.Errorf("queue_size: must be from 1 to %d, got %d", maxQueueSize, a.QueueSize)
-	case a.QueueSize > 0:
-		s.queueSize = a.QueueSize
+	case b.QueueSize < 0 || b.QueueSize > maxQueueSize:
+		return s, fmt.Errorf("queue_size: must be from 1 to %d, got %d", maxQueueSize, b.QueueSize)
+	case b.QueueSize > 0:
+		s.queueSize = b.QueueSize
 	}
 	return s, nil
 }

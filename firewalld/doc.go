@@ -37,12 +37,15 @@
 //
 // # Lifecycle
 //
-// The Caddy app (ID knocker_firewalld) touches nothing in Provision. Start
-// verifies firewalld runs, sets up and verifies the zones, restores the
-// accept rules of every active grant from the whitelist store, and then
-// follows the store's events (revocation and expiry close the ports at
-// once) and firewalld's signals (after a reload or a restart every grant
-// is re-applied with its remaining time). Stop leaves every rule in place.
+// Backend is the knocker.firewall.firewalld module, a guest of the knocker
+// app, configured in its firewall object ("backend": "firewalld") or the
+// Caddyfile's firewalld block. It touches nothing in Provision. The
+// knocker app starts it once the whitelist is open: Start verifies
+// firewalld runs, sets up and verifies the zones, restores the accept
+// rules of every active grant from the whitelist store, and then follows
+// the store's events (revocation and expiry close the ports at once) and
+// firewalld's signals (after a reload or a restart every grant is
+// re-applied with its remaining time). Stop leaves every rule in place.
 // The knock handler calls PrepareGrant before answering, and Ready backs
 // /ready.
 //

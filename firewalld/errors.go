@@ -3,6 +3,8 @@ package firewalld
 import (
 	"errors"
 	"strings"
+
+	"github.com/caddy-knocker/knocker/firewall"
 )
 
 // Error is an error reported by firewalld: a D-Bus error named
@@ -37,11 +39,11 @@ var (
 	ErrNotAuthorized  = &Error{Code: "NOT_AUTHORIZED"}  // polkit said no (run as root or add a polkit rule)
 )
 
-// Errors of the app itself (not of firewalld).
+// Errors of the backend itself (not of firewalld).
 var (
-	// ErrBusy is returned by PrepareGrant when the mutation queue is full.
-	// The knock handler answers 503 for it.
-	ErrBusy = errors.New("firewalld: mutation queue is full")
+	// ErrBusy (firewall.ErrBusy) is returned by PrepareGrant when the
+	// mutation queue is full. The knock handler answers 503 for it.
+	ErrBusy = firewall.ErrBusy
 	// ErrStopped is returned by PrepareGrant before Start has finished and
 	// after Stop: without the reconciler nothing is opened (fail closed).
 	ErrStopped = errors.New("firewalld: reconciler is not running")

@@ -33,7 +33,7 @@ func TestFigures(t *testing.T) {
 	}
 	useZones(t, "work")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["work"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["work"],"ports":["2222/tcp"]}`, src)
 	v, _ := testClient(t).version(t.Context())
 
 	var viaDBus, viaCmd []time.Duration
@@ -57,7 +57,7 @@ func TestFigures(t *testing.T) {
 	t.Logf("firewalld %s, knock latency, median of %d: PrepareGrant via D-Bus %v, firewall-cmd subprocess %v",
 		v, n, median(viaDBus), median(viaCmd))
 
-	// m active grants; the running App opens their rules from the store's
+	// m active grants; the running Backend opens their rules from the store's
 	// events (as for grants loaded from disk).
 	resetZone(t, "work")
 	fwcmd(t, "--reload")

@@ -30,11 +30,11 @@ func useZones(t *testing.T, zones ...string) {
 	for _, z := range zones {
 		resetZone(t, z)
 	}
-	// Registered first, so it runs after the test's own cleanups: an App
+	// Registered first, so it runs after the test's own cleanups: an Backend
 	// still running then would change rules under the next test.
 	t.Cleanup(func() {
 		if n := runningApps(); n > 0 {
-			t.Errorf("%d firewalld App(s) still run on the sandbox bus after the test: a test must stop the Apps it starts", n)
+			t.Errorf("%d firewalld Backend(s) still run on the sandbox bus after the test: a test must stop the Backends it starts", n)
 		}
 		for _, z := range zones {
 			resetZone(t, z)
@@ -155,7 +155,7 @@ func TestStartProtects(t *testing.T) {
 	expectReach(t, clientA, 2222, true)
 
 	src := openStore(t)
-	a := startApp(t, `{"ports":["2222/tcp","2223/udp"]}`, src) // zone: the default one
+	a := startBackend(t, `{"ports":["2222/tcp","2223/udp"]}`, src) // zone: the default one
 	want := []string{
 		dropV4, dropV6,
 		`rule priority="-27001" family="ipv4" port port="2223" protocol="udp" drop`,
@@ -187,7 +187,7 @@ func TestGrantOpensPorts(t *testing.T) {
 	useZones(t, "public")
 	startListener(t, 2222)
 	src := openStore(t)
-	a := startApp(t, `{"zones":["public"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["public"],"ports":["2222/tcp"]}`, src)
 	expectReach(t, clientA, 2222, false)
 
 	grant(t, a, src, clientA, time.Hour)
@@ -223,7 +223,7 @@ func TestReloadAndRestartRestore(t *testing.T) {
 	sb := needSandbox(t)
 	useZones(t, "work")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["work"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["work"],"ports":["2222/tcp"]}`, src)
 	grants := []string{clientA, "2001:db8::5", "203.0.113.4/30"}
 	want := []string{dropV4, dropV6}
 	for _, g := range grants {
@@ -267,34 +267,34 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// TestCaddyReloadOverlap simulates a Caddy config reload: a second App
+// TestCaddyReloadOverlap simulates a Caddy config reload: a second Backend
 // starts on the same store while the first still runs, knocks arrive on
 // both, then the first stops. No rule may be lost or duplicated.
 func TestCaddyReloadOverlap(t *testing.T) {
 	useZones(t, "public") // active, so its rules reach nftables
 	src := openStore(t)
 	const config = `{"zones":["public"],"ports":["2222/tcp"]}`
-	oldApp := startApp(t, config, src)
-	grant(t, oldApp, src, "198.51.100.1", time.Hour)
+	oldBackend := startBackend(t, config, src)
+	grant(t, oldBackend, src, "198.51.100.1", time.Hour)
 
-	// The new App finds the old one's rules right: it removes nothing,
+	// The new Backend finds the old one's rules right: it removes nothing,
 	// not even for a moment.
 	removed := watchRemovals(t)
-	newApp := startApp(t, config, src)
+	newBackend := startBackend(t, config, src)
 	if got := removed(); len(got) > 0 {
-		t.Errorf("the new App's Start removed rules: %v", got)
+		t.Errorf("the new Backend's Start removed rules: %v", got)
 	}
-	grant(t, newApp, src, "198.51.100.2", time.Hour)
-	grant(t, oldApp, src, "198.51.100.3", time.Hour) // an old handler still serving
-	grant(t, oldApp, src, "198.51.100.1", 2*time.Hour)
-	if err := oldApp.Stop(); err != nil {
+	grant(t, newBackend, src, "198.51.100.2", time.Hour)
+	grant(t, oldBackend, src, "198.51.100.3", time.Hour) // an old handler still serving
+	grant(t, oldBackend, src, "198.51.100.1", 2*time.Hour)
+	if err := oldBackend.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{dropV4, dropV6}
 	for _, g := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
 		want = append(want, acceptText(t, g, tcp(2222)))
 	}
-	idle(t, newApp)
+	idle(t, newBackend)
 	waitRules(t, time.Second, "public", want...)
 	equalRules(t, "permanent rules", richRules(t, "public", true), []string{dropV4, dropV6})
 	// Exactly one nftables rule per accept (firewalld's listing is a set,
@@ -309,7 +309,7 @@ func TestCaddyReloadOverlap(t *testing.T) {
 		}
 	}
 
-	// The new App alone follows the store and firewalld now.
+	// The new Backend alone follows the store and firewalld now.
 	if _, err := src.st.Revoke(mustPrefix(t, "198.51.100.3")); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestCaddyReloadOverlap(t *testing.T) {
 	waitRules(t, 2*time.Second, "public", want...)
 	fwcmd(t, "--reload")
 	waitRules(t, 2*time.Second, "public", want...)
-	if err := newApp.Ready(); err != nil {
+	if err := newBackend.Ready(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -372,7 +372,7 @@ func TestPruneOnConfigChange(t *testing.T) {
 	}
 	const guest = "198.51.100.9"
 
-	first := startApp(t, `{"zones":["internal"],"ports":["2222/tcp","2223/tcp"],"monitor":["203.0.113.0/24","::/0"]}`, src)
+	first := startBackend(t, `{"zones":["internal"],"ports":["2222/tcp","2223/tcp"],"monitor":["203.0.113.0/24","::/0"]}`, src)
 	grant(t, first, src, guest, time.Hour)
 	first.Stop()
 	// The user's rules, added once the state file exists.
@@ -389,14 +389,14 @@ func TestPruneOnConfigChange(t *testing.T) {
 
 	// Another port set, action and monitor: the old rules and the grant's
 	// accept on the dropped port go.
-	second := startApp(t, `{"zones":["internal"],"ports":["2223/tcp"],"action":"reject"}`, src)
+	second := startBackend(t, `{"zones":["internal"],"ports":["2223/tcp"],"action":"reject"}`, src)
 	second.Stop()
 	check("second config", "internal", []string{userRule, lookalike,
 		rule("ipv4", "", "2223", "reject"), rule("ipv6", "", "2223", "reject"),
 	}, acceptText(t, guest, tcp(2223)))
 
 	// Another zone: the zone left behind is cleaned up.
-	third := startApp(t, `{"zones":["dmz"],"ports":["2223/tcp"],"action":"reject"}`, src)
+	third := startBackend(t, `{"zones":["dmz"],"ports":["2223/tcp"],"action":"reject"}`, src)
 	third.Stop()
 	check("third config", "internal", []string{userRule, lookalike})
 	dmz := []string{rule("ipv4", "", "2223", "reject"), rule("ipv6", "", "2223", "reject")}
@@ -408,7 +408,7 @@ func TestPruneOnConfigChange(t *testing.T) {
 	if err := os.Remove(strings.TrimSuffix(src.path, ".json") + ".firewalld.json"); err != nil {
 		t.Fatal(err)
 	}
-	fourth := startApp(t, `{"zones":["internal"],"ports":["2224/tcp"]}`, src)
+	fourth := startBackend(t, `{"zones":["internal"],"ports":["2224/tcp"]}`, src)
 	fourth.Stop()
 	check("without state file", "internal", []string{userRule,
 		rule("ipv4", "", "2224", "drop"), rule("ipv6", "", "2224", "drop"),
@@ -428,7 +428,7 @@ func TestRollbackWhenZoneVanishes(t *testing.T) {
 	})
 	fwcmd(t, "--reload")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["external","kgone"],"ports":["2222/tcp","2223/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["external","kgone"],"ports":["2222/tcp","2223/tcp"]}`, src)
 	grant(t, a, src, "198.51.100.1", time.Hour)
 	old := []string{acceptText(t, "198.51.100.1", tcp(2222)), acceptText(t, "198.51.100.1", tcp(2223))}
 
@@ -466,7 +466,7 @@ func TestRollbackWhenZoneVanishes(t *testing.T) {
 func TestBusy(t *testing.T) {
 	useZones(t, "dmz")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["dmz"],"ports":["2222/tcp"],"queue_size":2}`, src)
+	a := startBackend(t, `{"zones":["dmz"],"ports":["2222/tcp"],"queue_size":2}`, src)
 	r := a.reconciler()
 	release := make(chan struct{})
 	running := make(chan struct{})
@@ -505,7 +505,7 @@ func TestBusy(t *testing.T) {
 func TestReadyDetectsTampering(t *testing.T) {
 	useZones(t, "trusted")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["trusted"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["trusted"],"ports":["2222/tcp"]}`, src)
 	if err := a.Ready(); err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +533,7 @@ func TestGrantsWithoutPrepareGrant(t *testing.T) {
 	// A leftover accept of a grant that no longer exists is pruned.
 	stale := acceptText(t, "198.51.100.66", tcp(2222))
 	fwcmd(t, "--zone=dmz", "--add-rich-rule="+stale, "--timeout=600")
-	a := startApp(t, `{"zones":["dmz"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["dmz"],"ports":["2222/tcp"]}`, src)
 	waitRules(t, time.Second, "dmz", dropV4, dropV6, acceptText(t, "198.51.100.1", tcp(2222)))
 
 	if _, err := src.st.Grant(mustPrefix(t, "198.51.100.2"), time.Now().Add(time.Hour).Unix()); err != nil {
@@ -553,7 +553,7 @@ func TestGrantsWithoutPrepareGrant(t *testing.T) {
 func TestUndo(t *testing.T) {
 	useZones(t, "dmz")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["dmz"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["dmz"],"ports":["2222/tcp"]}`, src)
 	undo, err := a.PrepareGrant(t.Context(), mustPrefix(t, "198.51.100.1"), time.Now().Add(time.Hour).Unix())
 	if err != nil {
 		t.Fatal(err)
@@ -593,7 +593,7 @@ func TestUndo(t *testing.T) {
 func TestStaleTimerAfterReload(t *testing.T) {
 	useZones(t, "work")
 	src := openStore(t)
-	a := startApp(t, `{"zones":["work"],"ports":["2222/tcp"]}`, src)
+	a := startBackend(t, `{"zones":["work"],"ports":["2222/tcp"]}`, src)
 	grant(t, a, src, "198.51.100.1", 5*time.Second)
 	staleAt := time.Now().Add(5 * time.Second)
 	fwcmd(t, "--reload")
@@ -626,12 +626,12 @@ func TestStartFailsWithoutFirewalld(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "bus"))
 		return err == nil, "dbus-daemon did not create its socket"
 	})
-	a, err := provision(t, `{"ports":["2222/tcp"]}`, openStore(t))
+	a, err := provision(t, `{"ports":["2222/tcp"]}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.bus = addr
-	err = a.Start()
+	err = a.Start(openStore(t).whitelist())
 	if err == nil {
 		a.Stop()
 		t.Fatal("Start succeeded without firewalld")

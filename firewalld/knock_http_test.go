@@ -67,7 +67,7 @@ http://:%d {
 	}
 }
 
-// stopCaddyApps loads a config without knocker: the firewalld app stops
+// stopCaddyApps loads a config without knocker: the firewalld backend stops
 // (leaving its rules, as designed) so it cannot react to later tests.
 func stopCaddyApps(t *testing.T) {
 	testcaddy.Load(t, fmt.Sprintf(`{

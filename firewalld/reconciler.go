@@ -19,7 +19,7 @@ import (
 	"github.com/caddy-knocker/knocker/store"
 )
 
-// reconciler keeps firewalld in line with one App's configuration and the
+// reconciler keeps firewalld in line with one Backend's configuration and the
 // whitelist store, from Start to Stop.
 type reconciler struct {
 	cfg       settings
@@ -27,7 +27,7 @@ type reconciler struct {
 	store     *store.Store
 	statePath string
 	bus       string  // D-Bus address of firewalld's bus
-	sh        *shared // what the Apps on bus share; held until stop
+	sh        *shared // what the Backends on bus share; held until stop
 	release   sync.Once
 
 	ctx    context.Context // cancelled by stop

@@ -119,7 +119,7 @@ func startSandbox() (*sandboxEnv, string) {
 	if addr == "" || sb.netns == "" || sb.clientNS == "" {
 		return nil, "the sandbox script printed no bus address or namespaces:\n" + out
 	}
-	// The App connects with dbus.ConnectSystemBus, which reads this.
+	// The Backend connects with dbus.ConnectSystemBus, which reads this.
 	os.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
 	return sb, ""
 }
@@ -207,7 +207,7 @@ func richRules(t testing.TB, zone string, permanent bool) []string {
 
 // resetZone removes every rich rule from zone, permanent and runtime, so
 // that each test starts clean (Stop leaves rules by design), and what the
-// Apps running on the sandbox's bus remember placing there.
+// Backends running on the sandbox's bus remember placing there.
 func resetZone(t testing.TB, zone string) {
 	t.Helper()
 	sharedByBus.Range(func(_, v any) bool {
@@ -234,7 +234,7 @@ func resetZone(t testing.TB, zone string) {
 	}
 }
 
-// runningApps is the number of firewalld Apps running on the sandbox's bus.
+// runningApps is the number of firewalld Backends running on the sandbox's bus.
 func runningApps() int {
 	bus, _ := systemBusAddress()
 	n, _ := sharedByBus.References(bus)

@@ -10,20 +10,20 @@ import (
 )
 
 // shared is what this process knows about one firewalld, shared by the
-// App instances that use it: during a Caddy config reload an old and a new
-// App run side by side on the same grants and rules. There is one per
+// Backend instances that use it: during a Caddy config reload an old and a new
+// Backend run side by side on the same grants and rules. There is one per
 // D-Bus bus, held in a caddy.UsagePool (as caddytls holds its certificate
-// cache): it lives while any App on that bus runs, so a reload carries it
-// over, and once every App on the bus has stopped it is dropped; the next
-// App rebuilds it from firewalld's listings. An App sees only the state of
+// cache): it lives while any Backend on that bus runs, so a reload carries it
+// over, and once every Backend on the bus has stopped it is dropped; the next
+// Backend rebuilds it from firewalld's listings. An Backend sees only the state of
 // the firewalld it talks to.
 type shared struct {
 	bus string // D-Bus address; the pool key
 
-	// mu serialises every change any App makes (firewalld executes calls
+	// mu serialises every change any Backend makes (firewalld executes calls
 	// one at a time anyway, so this costs no throughput) and guards
 	// placed: for each grant prefix, the expiry Knocker gave each timed
-	// accept rule it put in, by zone and rule text. It tells a new App
+	// accept rule it put in, by zone and rule text. It tells a new Backend
 	// which rules are already right (a Caddy reload then re-adds nothing)
 	// and which rules to remove for a revoked grant, whichever
 	// configuration placed them. Restores reconcile it with firewalld's
@@ -35,7 +35,7 @@ type shared struct {
 	// that a knock or a stop never waits for firewalld.
 	small sync.Mutex
 	// instances are the running reconcilers, oldest first. During a Caddy
-	// config reload the new App starts while the old one still runs; only
+	// config reload the new Backend starts while the old one still runs; only
 	// the newest (the last element) re-applies after a firewalld reload or
 	// re-adds rules for store events, so two configs never fight over the
 	// rules. If the newest stops first (the new config failed to start),
@@ -55,7 +55,7 @@ type placement struct {
 
 var sharedByBus = caddy.NewUsagePool()
 
-// acquireShared returns the state for bus, creating it if no App uses the
+// acquireShared returns the state for bus, creating it if no Backend uses the
 // bus yet; release it with release.
 func acquireShared(bus string) *shared {
 	v, _, _ := sharedByBus.LoadOrNew(bus, func() (caddy.Destructor, error) {

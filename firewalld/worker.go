@@ -10,7 +10,7 @@ import (
 
 // One goroutine (work) performs every firewalld change of a reconciler,
 // each holding r.sh.mu, so that no two changes (of this or another
-// App in the process) ever interleave. It takes three kinds of work:
+// Backend in the process) ever interleave. It takes three kinds of work:
 //
 //   - jobs: PrepareGrant's rule changes, on a bounded queue; when it is
 //     full, PrepareGrant fails at once with ErrBusy (the knock gets 503);
@@ -51,7 +51,7 @@ func (r *reconciler) submit(ctx context.Context, fn func(ctx context.Context) er
 	select {
 	case r.jobs <- j:
 	default:
-		return fmt.Errorf("%w (%d waiting)", ErrBusy, cap(r.jobs))
+		return fmt.Errorf("%w (a queue of %d is full)", ErrBusy, cap(r.jobs))
 	}
 	select {
 	case err := <-j.done:
