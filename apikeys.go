@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-knocker/knocker/internal/knockapi"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -106,7 +107,7 @@ func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring, []string, error) 
 		ring = append(ring, apiKey{
 			name:        k.Name,
 			digest:      digest,
-			maxTTL:      min(ttl, maxTTL),
+			maxTTL:      min(ttl, knockapi.MaxTTL),
 			allowRemote: k.AllowRemoteWhitelist,
 			maxGrants:   k.MaxGrants,
 		})

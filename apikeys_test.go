@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-knocker/knocker/internal/knockapi"
 )
 
 func TestKeyringAuthenticate(t *testing.T) {
@@ -24,7 +26,7 @@ func TestKeyringAuthenticate(t *testing.T) {
 	if k := ring.authenticate("admin-secret-0123456789abcdef"); k == nil || k.name != "admin" || !k.allowRemote || k.maxTTL != 3600 {
 		t.Errorf("admin key: %+v", k)
 	}
-	if k := ring.authenticate("from-the-environment-0123456789"); k == nil || k.name != "env" || k.maxTTL != maxTTL {
+	if k := ring.authenticate("from-the-environment-0123456789"); k == nil || k.name != "env" || k.maxTTL != knockapi.MaxTTL {
 		t.Errorf("env key (max_ttl capped at ten years): %+v", k)
 	}
 	for _, bad := range []string{"", "ADMIN-SECRET-0123456789ABCDEF", "admin-secret-0123456789abcde", "{env.KNOCKER_TEST_SECRET}", "tïny"} {

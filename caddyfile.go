@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-knocker/knocker/firewalld"
+	"github.com/caddy-knocker/knocker/internal/pathmatch"
 )
 
 func init() {
@@ -306,7 +307,7 @@ func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			host := d.Val()
-			if normalizeHost(host) == "" {
+			if pathmatch.NormalizeHost(host) == "" {
 				return d.Errf("exclude_host: %q is not a host name", host)
 			}
 			paths, err := pathArgs(d, "exclude_host "+host)
@@ -349,7 +350,7 @@ func pathArgs(d *caddyfile.Dispenser, name string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, d.ArgErr()
 	}
-	if _, err := parsePathPrefixes(name, args); err != nil {
+	if _, err := pathmatch.ParsePrefixes(name, args); err != nil {
 		return nil, d.Err(err.Error())
 	}
 	return args, nil

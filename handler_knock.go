@@ -1,10 +1,8 @@
 package knocker
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -15,6 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-knocker/knocker/firewall"
+	"github.com/caddy-knocker/knocker/internal/knockapi"
+	"github.com/caddy-knocker/knocker/internal/pathmatch"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -45,8 +45,8 @@ type Knock struct {
 
 	app          *App
 	allow        ipRanges
-	exclude      pathPrefixes
-	excludeHosts map[string]pathPrefixes
+	exclude      pathmatch.Prefixes
+	excludeHosts map[string]pathmatch.Prefixes
 	logger       *zap.Logger
 }
 
@@ -75,16 +75,16 @@ func (k *Knock) Provision(ctx caddy.Context) error {
 	if k.allow, err = parseIPRanges("always_allow", k.AlwaysAllow); err != nil {
 		return err
 	}
-	if k.exclude, err = parsePathPrefixes("exclude", k.Exclude); err != nil {
+	if k.exclude, err = pathmatch.ParsePrefixes("exclude", k.Exclude); err != nil {
 		return err
 	}
-	k.excludeHosts = make(map[string]pathPrefixes, len(k.ExcludeHosts))
+	k.excludeHosts = make(map[string]pathmatch.Prefixes, len(k.ExcludeHosts))
 	for host, prefixes := range k.ExcludeHosts {
-		h := normalizeHost(host)
+		h := pathmatch.NormalizeHost(host)
 		if h == "" {
 			return fmt.Errorf("exclude_hosts: %q is not a host name", host)
 		}
-		ps, err := parsePathPrefixes(fmt.Sprintf("exclude_hosts[%s]", host), prefixes)
+		ps, err := pathmatch.ParsePrefixes(fmt.Sprintf("exclude_hosts[%s]", host), prefixes)
 		if err != nil {
 			return err
 		}
@@ -135,7 +135,7 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 			// error would put the request headers in Caddy's log.
 			r.Header.Del("X-Api-Key")
 			w.Header().Set("Access-Control-Allow-Origin", k.CORSOrigin)
-			writeJSONError(w, newAPIError(http.StatusNotFound, msgNotFound))
+			knockapi.WriteError(w, knockapi.NewError(http.StatusNotFound, knockapi.MsgNotFound))
 			return nil
 		}
 		if !k.DisableWeb && serveWeb(w, r) {
@@ -156,13 +156,6 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	return nil
 }
 
-// knockResponse is the original's success body.
-type knockResponse struct {
-	WhitelistedEntry string `json:"whitelisted_entry"`
-	ExpiresAt        int64  `json:"expires_at"`
-	ExpiresInSeconds int64  `json:"expires_in_seconds"`
-}
-
 // serveKnock writes its own responses rather than returning errors: Caddy's
 // error log would print the request headers, X-Api-Key included.
 func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented string) {
@@ -177,11 +170,11 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 	case http.MethodPost:
 	default:
 		h.Set("Allow", "POST, OPTIONS")
-		writeJSONError(w, newAPIError(http.StatusMethodNotAllowed, msgMethod))
+		knockapi.WriteError(w, knockapi.NewError(http.StatusMethodNotAllowed, knockapi.MsgMethod))
 		return
 	}
 	if isEarlyData(r) {
-		writeJSONError(w, newAPIError(http.StatusTooEarly, msgTooEarly))
+		knockapi.WriteError(w, knockapi.NewError(http.StatusTooEarly, knockapi.MsgTooEarly))
 		return
 	}
 
@@ -194,9 +187,9 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 		// pages from sending one.) The answer is the one the checks below
 		// would give, and says nothing about any key.
 		if _, ok := k.app.clientIP(r); !ok {
-			writeJSONError(w, newAPIError(http.StatusBadRequest, msgNoClientIP))
+			knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
 		} else {
-			writeJSONError(w, newAPIError(http.StatusUnauthorized, msgBadKey))
+			knockapi.WriteError(w, knockapi.NewError(http.StatusUnauthorized, knockapi.MsgBadKey))
 		}
 		return
 	}
@@ -211,66 +204,66 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 		return
 	}
 	resp, apiErr := k.knock(r, presented, actor, ts)
-	if apiErr == nil || apiErr.status == http.StatusTooManyRequests {
+	if apiErr == nil || apiErr.Status == http.StatusTooManyRequests {
 		lim.release(actor, failure, ts) // not a failure: granted, or refused by the success window
 	}
 	if apiErr != nil {
-		if apiErr.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", strconv.FormatInt(apiErr.retryAfter, 10))
+		if apiErr.Status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.FormatInt(apiErr.RetryAfter, 10))
 		}
-		writeJSONError(w, apiErr)
+		knockapi.WriteError(w, apiErr)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	knockapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (k *Knock) rateLimited(w http.ResponseWriter, retryAfter int64) {
 	w.Header().Set("Retry-After", strconv.FormatInt(retryAfter, 10))
-	writeJSONError(w, newAPIError(http.StatusTooManyRequests, msgRateLimited))
+	knockapi.WriteError(w, knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited))
 }
 
 // knock runs the original's checks in its order (behaviour spec §4.1).
-func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts int64) (knockResponse, *apiError) {
+func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts int64) (knockapi.KnockResponse, *knockapi.Error) {
 	ip, ok := k.app.clientIP(r)
 	if !ok {
-		return knockResponse{}, newAPIError(http.StatusBadRequest, msgNoClientIP)
+		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP)
 	}
 	key := k.app.keys.authenticate(presented)
 	if key == nil {
-		return knockResponse{}, newAPIError(http.StatusUnauthorized, msgBadKey)
+		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusUnauthorized, knockapi.MsgBadKey)
 	}
-	body, apiErr := readKnockBody(r)
+	body, apiErr := knockapi.ReadBody(r)
 	if apiErr != nil {
-		return knockResponse{}, apiErr
+		return knockapi.KnockResponse{}, apiErr
 	}
-	req, apiErr := parseKnockBody(r.Header.Get("Content-Type"), body)
+	req, apiErr := knockapi.ParseBody(r.Header.Get("Content-Type"), body)
 	if apiErr != nil {
-		return knockResponse{}, apiErr
+		return knockapi.KnockResponse{}, apiErr
 	}
 
 	target := netip.PrefixFrom(ip, ip.BitLen())
-	if req.hasTarget {
+	if req.HasTarget {
 		if !key.allowRemote {
-			return knockResponse{}, newAPIError(http.StatusForbidden, msgNoRemote)
+			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusForbidden, knockapi.MsgNoRemote)
 		}
-		target, _ = parseGrantTarget(req.target) // validated by parseKnockBody
-		if tooBroad(target) {
-			return knockResponse{}, newAPIError(http.StatusBadRequest, msgTooBroad)
+		target, _ = knockapi.ParseTarget(req.Target) // validated by knockapi.ParseBody
+		if knockapi.TooBroad(target) {
+			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusBadRequest, knockapi.MsgTooBroad)
 		}
 	}
-	if req.ttlTooLarge {
-		return knockResponse{}, newAPIError(http.StatusBadRequest, msgTTLTooLarge)
+	if req.TTLTooLarge {
+		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusBadRequest, knockapi.MsgTTLTooLarge)
 	}
-	ttl := int64(maxTTL)
-	if req.ttl > 0 {
-		ttl = req.ttl
+	ttl := int64(knockapi.MaxTTL)
+	if req.TTL > 0 {
+		ttl = req.TTL
 	}
 	ttl = min(ttl, key.maxTTL)
 
 	if ok, retry := k.app.limiter.record(actor, success, ts, k.app.limits); !ok {
-		e := newAPIError(http.StatusTooManyRequests, msgRateLimited)
-		e.retryAfter = retry
-		return knockResponse{}, e
+		e := knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited)
+		e.RetryAfter = retry
+		return knockapi.KnockResponse{}, e
 	}
 	expires := ts + ttl
 	// With firewalld, the ports open before the grant is persisted, and
@@ -282,9 +275,9 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 			k.app.limiter.release(actor, success, ts)
 			k.logger.Error("firewall rules not added", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
 			if errors.Is(err, firewall.ErrBusy) {
-				return knockResponse{}, newAPIError(http.StatusServiceUnavailable, msgFirewallBusy)
+				return knockapi.KnockResponse{}, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgFirewallBusy)
 			}
-			return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)
+			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusInternalServerError, knockapi.MsgInternal)
 		}
 	}
 	granted, err := k.app.grant(target, expires, key)
@@ -296,10 +289,10 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 		if errors.Is(err, store.ErrFull) {
 			k.logger.Warn("knock refused: the whitelist is full of grants this key may not evict (see max_entries, max_grants)",
 				zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.name), zap.Error(err))
-			return knockResponse{}, newAPIError(http.StatusServiceUnavailable, msgWhitelistFull)
+			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgWhitelistFull)
 		}
 		k.logger.Error("knock not granted", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
-		return knockResponse{}, newAPIError(http.StatusInternalServerError, msgInternal)
+		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusInternalServerError, knockapi.MsgInternal)
 	}
 	for _, v := range granted.Evicted {
 		k.logger.Info("grant evicted to make room",
@@ -312,23 +305,7 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 		zap.String("entry", entry),
 		zap.Int64("ttl", ttl),
 		zap.String("key", key.name))
-	return knockResponse{WhitelistedEntry: entry, ExpiresAt: expires, ExpiresInSeconds: ttl}, nil
-}
-
-// readKnockBody reads at most maxKnockBody bytes: 413 beyond, whether the
-// length is declared or streamed.
-func readKnockBody(r *http.Request) ([]byte, *apiError) {
-	if r.ContentLength > maxKnockBody {
-		return nil, newAPIError(http.StatusRequestEntityTooLarge, msgBodyTooLarge)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxKnockBody+1))
-	if err != nil {
-		return nil, newAPIError(http.StatusBadRequest, msgMalformed)
-	}
-	if len(body) > maxKnockBody {
-		return nil, newAPIError(http.StatusRequestEntityTooLarge, msgBodyTooLarge)
-	}
-	return body, nil
+	return knockapi.KnockResponse{WhitelistedEntry: entry, ExpiresAt: expires, ExpiresInSeconds: ttl}, nil
 }
 
 // serveVerify answers a forward-auth request: 200 to admit, 401 to deny,
@@ -359,25 +336,14 @@ func (k *Knock) excluded(forwardedHost, uri string) bool {
 	if uri == "" {
 		return false
 	}
-	if k.exclude.match(uri) {
+	if k.exclude.Match(uri) {
 		return true
 	}
-	host := normalizeHost(forwardedHost)
+	host := pathmatch.NormalizeHost(forwardedHost)
 	if host == "" {
 		return false
 	}
-	return k.excludeHosts[host].match(uri) || k.excludeHosts["*"].match(uri)
-}
-
-// statusResponse tells a client how the server sees it. It reveals no more
-// than /verify does, so it needs no key; clients use it to learn their public
-// address without a third-party service and to schedule re-knocks.
-type statusResponse struct {
-	IP               string  `json:"ip"`
-	Whitelisted      bool    `json:"whitelisted"`
-	Entry            *string `json:"entry"`              // the grant covering ip, if any
-	ExpiresAt        *int64  `json:"expires_at"`         // null when not whitelisted
-	ExpiresInSeconds *int64  `json:"expires_in_seconds"` // null when not whitelisted
+	return k.excludeHosts[host].Match(uri) || k.excludeHosts["*"].Match(uri)
 }
 
 // serveStatus answers GET /knock/status for the caller's own address.
@@ -389,36 +355,31 @@ func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if isEarlyData(r) {
-		writeJSONError(w, newAPIError(http.StatusTooEarly, msgTooEarly))
+		knockapi.WriteError(w, knockapi.NewError(http.StatusTooEarly, knockapi.MsgTooEarly))
 		return
 	}
 	ip, ok := k.app.clientIP(r)
 	if !ok {
-		writeJSONError(w, newAPIError(http.StatusBadRequest, msgNoClientIP))
+		knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
 		return
 	}
-	resp := statusResponse{IP: ip.String()}
+	resp := knockapi.StatusResponse{IP: ip.String()}
 	ts := now().Unix()
 	if entry, found, err := k.app.match(ip, ts); err != nil {
 		k.logger.Error("status lookup failed", zap.Error(err))
-		writeJSONError(w, newAPIError(http.StatusServiceUnavailable, msgUnavailable))
+		knockapi.WriteError(w, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgUnavailable))
 		return
 	} else if found {
 		name, in := store.FormatPrefix(entry.Prefix), entry.Expires-ts
 		resp.Whitelisted, resp.Entry, resp.ExpiresAt, resp.ExpiresInSeconds = true, &name, &entry.Expires, &in
 	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-type statusBody struct {
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	knockapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 // serveHealth is liveness: no I/O.
 func (k *Knock) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if allowGet(w, r) {
-		writeJSON(w, http.StatusOK, statusBody{Status: "ok"})
+		knockapi.WriteJSON(w, http.StatusOK, knockapi.HealthResponse{Status: "ok"})
 	}
 }
 
@@ -429,10 +390,10 @@ func (k *Knock) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if reason, err := k.app.ready(); err != nil {
 		k.logger.Warn("not ready", zap.String("reason", reason), zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, statusBody{Status: "unhealthy", Error: reason})
+		knockapi.WriteJSON(w, http.StatusServiceUnavailable, knockapi.HealthResponse{Status: "unhealthy", Error: reason})
 		return
 	}
-	writeJSON(w, http.StatusOK, statusBody{Status: "ok"})
+	knockapi.WriteJSON(w, http.StatusOK, knockapi.HealthResponse{Status: "ok"})
 }
 
 func allowGet(w http.ResponseWriter, r *http.Request) bool {
@@ -440,25 +401,8 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeJSONError(w, newAPIError(http.StatusMethodNotAllowed, msgMethod))
+	knockapi.WriteError(w, knockapi.NewError(http.StatusMethodNotAllowed, knockapi.MsgMethod))
 	return false
-}
-
-func writeJSONError(w http.ResponseWriter, e *apiError) {
-	writeJSON(w, e.status, struct {
-		Error string `json:"error"`
-	}{e.msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil { // only our own fixed types are marshalled
-		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }
 
 // Interface guards.

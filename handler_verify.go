@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-knocker/knocker/internal/pathmatch"
 )
 
 func init() {
@@ -35,7 +37,7 @@ type Gate struct {
 
 	app     *App
 	allow   ipRanges
-	exclude pathPrefixes
+	exclude pathmatch.Prefixes
 	logger  *zap.Logger
 	// errorRoutes: the server has handle_errors routes, which a denial
 	// must reach as a Caddy error.
@@ -67,7 +69,7 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if g.allow, err = parseIPRanges("always_allow", g.AlwaysAllow); err != nil {
 		return err
 	}
-	if g.exclude, err = parsePathPrefixes("exclude", g.Exclude); err != nil {
+	if g.exclude, err = pathmatch.ParsePrefixes("exclude", g.Exclude); err != nil {
 		return err
 	}
 	g.errorRoutes = hasErrorRoutes(ctx)
@@ -115,7 +117,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if isEarlyData(r) {
 		return g.refuse(w, r, http.StatusTooEarly, errEarlyData)
 	}
-	if len(g.exclude) > 0 && g.exclude.match(r.URL.EscapedPath()) {
+	if len(g.exclude) > 0 && g.exclude.Match(r.URL.EscapedPath()) {
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	ip, ok := g.app.clientIP(r)

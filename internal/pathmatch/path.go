@@ -1,4 +1,7 @@
-package knocker
+// Package pathmatch decides whether a request path falls under an
+// exclusion prefix, the way the Python Knocker compares them, and reduces
+// forwarded host names to the form per-host exclusions are keyed by.
+package pathmatch
 
 import (
 	"fmt"
@@ -6,8 +9,8 @@ import (
 	"unicode/utf8"
 )
 
-// normalizePath canonicalises a request path the way the original service
-// does (its behaviour spec §7.2), so that exclusion prefixes and request paths
+// normalizePath canonicalises a request path the way the Python Knocker
+// does, so that exclusion prefixes and request paths
 // are compared in one form: take the path of a URL, cut the query and
 // fragment, percent-decode once, resolve dot segments without rising above
 // the root, collapse empty segments, drop the trailing slash. Matching on the
@@ -152,13 +155,13 @@ func dotLike(seg string) bool {
 	return dots > 0
 }
 
-// pathPrefixes is a list of normalised exclusion prefixes.
-type pathPrefixes []string
+// Prefixes is a list of normalised exclusion prefixes.
+type Prefixes []string
 
-// parsePathPrefixes normalises exclusion prefixes. A prefix that normalises
+// ParsePrefixes normalises exclusion prefixes. A prefix that normalises
 // to "/" would exclude every path, disabling the gate; it is refused.
-func parsePathPrefixes(field string, in []string) (pathPrefixes, error) {
-	out := make(pathPrefixes, 0, len(in))
+func ParsePrefixes(field string, in []string) (Prefixes, error) {
+	out := make(Prefixes, 0, len(in))
 	for _, p := range in {
 		n := normalizePath(p)
 		if n == "/" {
@@ -171,7 +174,7 @@ func parsePathPrefixes(field string, in []string) (pathPrefixes, error) {
 
 // match reports whether the raw request path (escaped path, or a forwarded
 // URI) falls under one of the prefixes, at a segment boundary.
-func (ps pathPrefixes) match(raw string) bool {
+func (ps Prefixes) Match(raw string) bool {
 	if len(ps) == 0 || isAmbiguousPath(raw) {
 		return false
 	}

@@ -1,15 +1,15 @@
-package knocker
+package pathmatch
 
 import (
 	"net/netip"
 	"strings"
 )
 
-// normalizeHost reduces a Host or X-Forwarded-Host value to a lower-case host
+// NormalizeHost reduces a Host or X-Forwarded-Host value to a lower-case host
 // name without port or brackets, taking the first of a comma-separated list.
 // Values with userinfo are refused (""), unlike the original, which read
 // "evil.com@good.com" as good.com; an unbracketed IPv6 address stays whole.
-func normalizeHost(s string) string {
+func NormalizeHost(s string) string {
 	s, _, _ = strings.Cut(s, ",")
 	s = strings.TrimSpace(s)
 	if s == "" || strings.ContainsAny(s, "@/ \t") {

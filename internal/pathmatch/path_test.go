@@ -1,4 +1,4 @@
-package knocker
+package pathmatch
 
 import "testing"
 
@@ -43,7 +43,7 @@ func TestNormalizePathOriginalTable(t *testing.T) {
 // may read differently never match (stricter than the original, which
 // admitted the rows marked "original: excluded").
 func TestPathPrefixesMatch(t *testing.T) {
-	ps, err := parsePathPrefixes("exclude", []string{"/api/status"})
+	ps, err := ParsePrefixes("exclude", []string{"/api/status"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestPathPrefixesMatch(t *testing.T) {
 		{"/api/status/v1.2/health", true},      // dots inside a name are fine
 		{"/api/status/%e2%82%ac", true},        // valid non-ASCII is fine
 	} {
-		if got := ps.match(tc.path); got != tc.want {
+		if got := ps.Match(tc.path); got != tc.want {
 			t.Errorf("match(%q) = %v, want %v", tc.path, got, tc.want)
 		}
 	}
@@ -96,7 +96,7 @@ func TestPathPrefixesMatch(t *testing.T) {
 
 func TestParsePathPrefixesRefusesEverything(t *testing.T) {
 	for _, p := range []string{"", "/", "//", "/./", "/a/..", "?x"} {
-		if _, err := parsePathPrefixes("exclude", []string{"/ok", p}); err == nil {
+		if _, err := ParsePrefixes("exclude", []string{"/ok", p}); err == nil {
 			t.Errorf("parsePathPrefixes(%q) accepted a prefix that excludes every path", p)
 		}
 	}

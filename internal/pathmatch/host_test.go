@@ -1,4 +1,4 @@
-package knocker
+package pathmatch
 
 import "testing"
 
@@ -18,7 +18,7 @@ func TestNormalizeHost(t *testing.T) {
 		"[::1":              "",
 		"a b":               "",
 	} {
-		if got := normalizeHost(in); got != want {
+		if got := NormalizeHost(in); got != want {
 			t.Errorf("normalizeHost(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -1,0 +1,64 @@
+package knockapi
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// KnockResponse is the original's success body.
+type KnockResponse struct {
+	WhitelistedEntry string `json:"whitelisted_entry"`
+	ExpiresAt        int64  `json:"expires_at"`
+	ExpiresInSeconds int64  `json:"expires_in_seconds"`
+}
+
+// ReadBody reads at most MaxBody bytes: 413 beyond, whether the
+// length is declared or streamed.
+func ReadBody(r *http.Request) ([]byte, *Error) {
+	if r.ContentLength > MaxBody {
+		return nil, NewError(http.StatusRequestEntityTooLarge, MsgBodyTooLarge)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return nil, NewError(http.StatusBadRequest, MsgMalformed)
+	}
+	if len(body) > MaxBody {
+		return nil, NewError(http.StatusRequestEntityTooLarge, MsgBodyTooLarge)
+	}
+	return body, nil
+}
+
+// StatusResponse tells a client how the server sees it. It reveals no more
+// than /verify does, so it needs no key; clients use it to learn their public
+// address without a third-party service and to schedule re-knocks.
+type StatusResponse struct {
+	IP               string  `json:"ip"`
+	Whitelisted      bool    `json:"whitelisted"`
+	Entry            *string `json:"entry"`              // the grant covering ip, if any
+	ExpiresAt        *int64  `json:"expires_at"`         // null when not whitelisted
+	ExpiresInSeconds *int64  `json:"expires_in_seconds"` // null when not whitelisted
+}
+
+type HealthResponse struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+func WriteError(w http.ResponseWriter, e *Error) {
+	WriteJSON(w, e.Status, struct {
+		Error string `json:"error"`
+	}{e.Message})
+}
+
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil { // only our own fixed types are marshalled
+		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
