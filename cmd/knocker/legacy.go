@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -119,51 +118,4 @@ func parseCheckInterval(s string) (time.Duration, error) {
 		return time.Duration(n) * time.Minute, nil
 	}
 	return parseDuration(s)
-}
-
-// parseCheckURL validates an address lookup URL (http or https).
-func parseCheckURL(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	switch {
-	case err != nil:
-		return "", errors.New("not a valid URL")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return "", errors.New("must be an https:// or http:// URL")
-	case u.Hostname() == "":
-		return "", errors.New("no host")
-	case u.User != nil:
-		return "", errors.New("user information in the URL is not supported")
-	}
-	return u.String(), nil
-}
-
-// settingOrigin is where a setting came from.
-type settingOrigin struct{ name, origin string }
-
-func (s *settings) noteOrigin(name, origin string) {
-	s.origins = append(s.origins, settingOrigin{name, origin})
-}
-
-// describeOrigins is the --verbose line: each setting and where it came
-// from, never a value.
-func (s *settings) describeOrigins() string {
-	parts := make([]string, len(s.origins))
-	for i, o := range s.origins {
-		parts[i] = o.name + " from " + o.origin
-	}
-	if len(parts) == 0 {
-		return "settings: all defaults"
-	}
-	return "settings: " + strings.Join(parts, "; ")
-}
-
-// redactUserinfo hides a password in a URL that a message quotes.
-func redactUserinfo(s string) string {
-	if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 && strings.Contains(s[:at], ":") {
-		return "xxxxx" + s[at:]
-	}
-	return s
 }

@@ -1,0 +1,44 @@
+package main
+
+import "fmt"
+
+// Where a setting came from, highest precedence first. The original
+// knocker-cli's variables and file (see legacy.go) come after ours.
+const (
+	layerFlag = iota
+	layerEnv
+	layerLegacyEnv
+	layerFile
+	layerLegacyFile
+	layerDefault
+)
+
+// lookup finds a setting's value by precedence: flag, environment (ours,
+// then the original knocker-cli's name), config file (ours, then the
+// original's). origin names where it came from, for messages.
+func (c *cli) lookup(p *parsedFlags, cfg *fileConfig, name string) (value, origin string, layer int) {
+	o := optionByName(name)
+	if p.set[name] {
+		return *p.strs[name], "--" + name, layerFlag
+	}
+	if o.env != "" {
+		if v := c.getenv(o.env); v != "" {
+			return v, o.env, layerEnv
+		}
+	}
+	if o.legacyEnv != "" {
+		if v := c.getenv(o.legacyEnv); v != "" {
+			return v, o.legacyEnv + " (knocker-cli)", layerLegacyEnv
+		}
+	}
+	for f, layer := cfg, layerFile; f != nil; f, layer = f.fallback, layerLegacyFile {
+		field := o.field
+		if f.legacy {
+			field = o.legacyField
+		}
+		if v, ok := f.values[field]; ok && field != "" {
+			return v, fmt.Sprintf("%q in %s", field, f.path), layer
+		}
+	}
+	return "", "", layerDefault
+}
