@@ -6,13 +6,25 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
 const maxConfigFileSize = 1 << 20
+
+// configFields are the config file's fields, in the options table's order.
+var configFields = func() []string {
+	var fields []string
+	for _, o := range options {
+		if o.field != "" {
+			fields = append(fields, o.field)
+		}
+	}
+	return fields
+}()
 
 // fileConfig is the config file, as strings per field.
 type fileConfig struct {
@@ -114,14 +126,9 @@ func (c *cli) loadOwnConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 		return nil, usageErr("config file %s must hold a JSON object", path)
 	}
 	cfg := &fileConfig{path: path, values: map[string]string{}, mode: mode}
-	fields := make([]string, 0, len(raw))
-	for k := range raw {
-		fields = append(fields, k)
-	}
-	sort.Strings(fields)
-	for _, k := range fields {
-		if !knownField(k) {
-			return nil, usageErr("config file %s: unknown field %q (known: server, key, key_file, ttl, ip, family, timeout, check_interval, ip_check_url, retry_min, retry_max)", path, k)
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		if !slices.Contains(configFields, k) {
+			return nil, usageErr("config file %s: unknown field %q (known: %s)", path, k, strings.Join(configFields, ", "))
 		}
 		v := bytes.TrimSpace(raw[k])
 		switch {

@@ -493,7 +493,7 @@ func TestConfigFileErrors(t *testing.T) {
 		args          []string
 		stderr        string
 	}{
-		{"unknown field", `{"sever": "x"}`, nil, nil, `unknown field "sever"`},
+		{"unknown field", `{"sever": "x"}`, nil, nil, `unknown field "sever" (known: server, key, key_file, ttl, ip, family, timeout, check_interval, ip_check_url, retry_min, retry_max)`},
 		{"not JSON", `{"server": `, nil, nil, "is not valid JSON"},
 		{"not an object", `["x"]`, nil, nil, "must hold a JSON object"},
 		{"boolean", `{"ttl": true}`, nil, nil, `field "ttl" must be a string or a number`},

@@ -3,10 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,12 +65,7 @@ func (c *cli) loadLegacyConfig(path string, explicit bool) (*fileConfig, *cmdErr
 		return nil, usageErr("config file %s is not valid YAML: %s", path, yamlErrText(err))
 	}
 	cfg := &fileConfig{path: path, values: map[string]string{}, mode: mode, legacy: true}
-	fields := make([]string, 0, len(raw))
-	for k := range raw {
-		fields = append(fields, k)
-	}
-	sort.Strings(fields)
-	for _, k := range fields {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		if !legacyFields[k] {
 			cfg.warnings = append(cfg.warnings, fmt.Sprintf("config file %s: ignoring unknown field %q", path, k))
 			continue

@@ -53,12 +53,3 @@ func optionByName(name string) option {
 	}
 	panic("unknown option " + name)
 }
-
-func knownField(field string) bool {
-	for _, o := range options {
-		if o.field == field && field != "" {
-			return true
-		}
-	}
-	return false
-}
