@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -107,11 +106,8 @@ var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
 // minutes, as knocker-cli's check_interval is.
 func parseCheckInterval(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 || n > math.MaxInt64/int64(time.Minute) {
-			return 0, errors.New("out of range")
-		}
-		return time.Duration(n) * time.Minute, nil
+	if d, ok, err := wholeUnits(s, time.Minute); ok {
+		return d, err
 	}
 	return parseDuration(s)
 }

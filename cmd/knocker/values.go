@@ -13,19 +13,12 @@ import (
 // parseDuration accepts Go durations, days ("7d") and plain seconds.
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	const maxSeconds = math.MaxInt64 / int64(time.Second)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 || n > maxSeconds {
-			return 0, errors.New("out of range")
-		}
-		return time.Duration(n) * time.Second, nil
+	if d, ok, err := wholeUnits(s, time.Second); ok {
+		return d, err
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.ParseInt(days, 10, 64); err == nil {
-			if n < 0 || n > maxSeconds/86400 {
-				return 0, errors.New("out of range")
-			}
-			return time.Duration(n) * 24 * time.Hour, nil
+	if days, found := strings.CutSuffix(s, "d"); found {
+		if d, ok, err := wholeUnits(days, 24*time.Hour); ok {
+			return d, err
 		}
 	}
 	d, err := time.ParseDuration(s)
@@ -36,6 +29,19 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, errors.New("must not be negative")
 	}
 	return d, nil
+}
+
+// wholeUnits reads s as a whole number of units. ok is false when s is not
+// an integer, for the caller to try other forms.
+func wholeUnits(s string, unit time.Duration) (d time.Duration, ok bool, err error) {
+	n, perr := strconv.ParseInt(s, 10, 64)
+	if perr != nil {
+		return 0, false, nil
+	}
+	if n < 0 || n > math.MaxInt64/int64(unit) {
+		return 0, true, errors.New("out of range")
+	}
+	return time.Duration(n) * unit, true, nil
 }
 
 // parseServer turns the server setting into the base URL of the knock API.
