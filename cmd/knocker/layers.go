@@ -42,3 +42,13 @@ func (c *cli) lookup(p *parsedFlags, cfg *fileConfig, name string) (value, origi
 	}
 	return "", "", layerDefault
 }
+
+// given is lookup for a setting the command takes a flag for; ok is false
+// when it takes none or no layer sets the setting.
+func (c *cli) given(p *parsedFlags, cfg *fileConfig, name string) (value, origin string, ok bool) {
+	if !p.has(name) {
+		return "", "", false
+	}
+	value, origin, layer := c.lookup(p, cfg, name)
+	return value, origin, layer != layerDefault
+}

@@ -62,46 +62,40 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 	}
 	u, err := parseServer(v)
 	if err != nil {
-		return nil, usageErr("invalid server %q (from %s): %v", redactUserinfo(v), origin, err)
+		return nil, invalidSetting("server", redactUserinfo(v), origin, err)
 	}
 	s.server = u
 	s.noteOrigin("server", origin)
 
-	if p.has("family") {
-		if v, origin, layer := c.lookup(p, cfg, "family"); layer != layerDefault {
-			f, err := parseFamily(v)
-			if err != nil {
-				return nil, usageErr("invalid family %q (from %s): %v", v, origin, err)
-			}
-			s.family = f
-			s.noteOrigin("family", origin)
+	if v, origin, ok := c.given(p, cfg, "family"); ok {
+		f, err := parseFamily(v)
+		if err != nil {
+			return nil, invalidSetting("family", v, origin, err)
 		}
+		s.family = f
+		s.noteOrigin("family", origin)
 	}
 	durations := []struct {
 		name     string
 		dst      *time.Duration
+		parse    func(string) (time.Duration, error)
 		min      time.Duration
 		zeroOK   bool
 		wholeSec bool
 	}{
-		{"ttl", &s.ttl, time.Second, true, true}, // 0: the key's max_ttl, as knocker-cli's "0 for server default"
-		{"timeout", &s.timeout, 10 * time.Millisecond, false, false},
-		{"check-interval", &s.checkInterval, 10 * time.Millisecond, true, false},
-		{"retry-min", &s.retryMin, time.Millisecond, false, false},
-		{"retry-max", &s.retryMax, time.Millisecond, false, false},
+		// ttl 0: the key's max_ttl, as knocker-cli's "0 for server default".
+		{name: "ttl", dst: &s.ttl, parse: parseDuration, min: time.Second, zeroOK: true, wholeSec: true},
+		{name: "timeout", dst: &s.timeout, parse: parseDuration, min: 10 * time.Millisecond},
+		{name: "check-interval", dst: &s.checkInterval, parse: parseCheckInterval, min: 10 * time.Millisecond, zeroOK: true},
+		{name: "retry-min", dst: &s.retryMin, parse: parseDuration, min: time.Millisecond},
+		{name: "retry-max", dst: &s.retryMax, parse: parseDuration, min: time.Millisecond},
 	}
 	for _, d := range durations {
-		if !p.has(d.name) {
+		v, origin, ok := c.given(p, cfg, d.name)
+		if !ok {
 			continue
 		}
-		v, origin, layer := c.lookup(p, cfg, d.name)
-		if layer == layerDefault {
-			continue
-		}
-		val, err := parseDuration(v)
-		if d.name == "check-interval" {
-			val, err = parseCheckInterval(v)
-		}
+		val, err := d.parse(v)
 		if n, nerr := strconv.ParseInt(strings.TrimSpace(v), 10, 64); d.name == "ttl" && nerr == nil && n < 0 {
 			// knocker-cli sent no ttl for any value <= 0: the key's max_ttl.
 			s.warnings = append(s.warnings, fmt.Sprintf("ttl %s (from %s) means the key's max_ttl, as in knocker-cli; leave it unset or use 0", v, origin))
@@ -116,43 +110,39 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 			err = errors.New("must be a whole number of seconds")
 		}
 		if err != nil {
-			return nil, usageErr("invalid %s %q (from %s): %v", d.name, v, origin, err)
+			return nil, invalidSetting(d.name, v, origin, err)
 		}
 		*d.dst = val
 		s.noteOrigin(d.name, origin)
 	}
-	if p.has("ip-check-url") {
-		if v, origin, layer := c.lookup(p, cfg, "ip-check-url"); layer != layerDefault {
-			u, err := parseCheckURL(v)
-			if err != nil {
-				return nil, usageErr("invalid ip-check-url %q (from %s): %v", redactUserinfo(v), origin, err)
-			}
-			s.ipCheckURL = u
-			s.noteOrigin("ip-check-url", origin)
-			// knocker-cli polled its lookup service every 5 minutes unless
-			// told otherwise, and took 0 for that default too.
-			if _, _, layer := c.lookup(p, cfg, "check-interval"); layer == layerDefault || s.checkInterval == 0 {
-				s.checkInterval = legacyCheckInterval
-			}
+	if v, origin, ok := c.given(p, cfg, "ip-check-url"); ok {
+		u, err := parseCheckURL(v)
+		if err != nil {
+			return nil, invalidSetting("ip-check-url", redactUserinfo(v), origin, err)
+		}
+		s.ipCheckURL = u
+		s.noteOrigin("ip-check-url", origin)
+		// knocker-cli polled its lookup service every 5 minutes unless
+		// told otherwise, and took 0 for that default too.
+		if _, _, layer := c.lookup(p, cfg, "check-interval"); layer == layerDefault || s.checkInterval == 0 {
+			s.checkInterval = legacyCheckInterval
 		}
 	}
 	if s.retryMax < s.retryMin {
 		return nil, usageErr("retry-max (%s) is shorter than retry-min (%s)", s.retryMax, s.retryMin)
 	}
-	if p.has("ip") {
-		if v, origin, layer := c.lookup(p, cfg, "ip"); layer != layerDefault {
-			v = strings.TrimSpace(v)
-			if _, err := netip.ParseAddr(v); err != nil {
-				if _, err := netip.ParsePrefix(v); err != nil {
-					return nil, usageErr("invalid ip %q (from %s): not an IP address or CIDR range", v, origin)
-				}
+	if v, origin, ok := c.given(p, cfg, "ip"); ok {
+		v = strings.TrimSpace(v)
+		if _, err := netip.ParseAddr(v); err != nil {
+			if _, err := netip.ParsePrefix(v); err != nil {
+				return nil, invalidSetting("ip", v, origin, errors.New("not an IP address or CIDR range"))
 			}
-			if s.family == familyBoth {
-				return nil, usageErr("--ip whitelists a fixed address, so --family both does not apply: use --family 4, 6 or auto")
-			}
-			s.ip = v
-			s.noteOrigin("ip", origin)
 		}
+		if s.family == familyBoth {
+			return nil, usageErr("--ip whitelists a fixed address, so --family both does not apply: use --family 4, 6 or auto")
+		}
+		s.ip = v
+		s.noteOrigin("ip", origin)
 	}
 	if needKey {
 		if err := c.resolveKey(p, cfg, s); err != nil {
@@ -163,6 +153,12 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 		}
 	}
 	return s, nil
+}
+
+// invalidSetting says which setting is wrong, where it came from and why;
+// shown is its value, with any password hidden.
+func invalidSetting(name, shown, origin string, err error) *cmdError {
+	return usageErr("invalid %s %q (from %s): %v", name, shown, origin, err)
 }
 
 func isLoopbackHost(h string) bool {
