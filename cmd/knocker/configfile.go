@@ -56,12 +56,21 @@ func (c *cli) configHome() (string, error) {
 	return "", errors.New("neither $XDG_CONFIG_HOME nor $HOME is set")
 }
 
-func (c *cli) defaultConfigPath() string {
+// defaultConfigPath is the config file read when none is named.
+func (c *cli) defaultConfigPath() (string, error) {
 	dir, err := c.configHome()
 	if err != nil {
-		return "none"
+		return "", err
 	}
-	return filepath.Join(dir, "knocker", "config.json")
+	return filepath.Join(dir, "knocker", "config.json"), nil
+}
+
+// defaultConfigName names the default config file in messages.
+func (c *cli) defaultConfigName() string {
+	if path, err := c.defaultConfigPath(); err == nil {
+		return path
+	}
+	return "none"
 }
 
 func (c *cli) expandHome(path string) string {
@@ -100,11 +109,10 @@ func (c *cli) loadOwnConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 		path = c.getenv("KNOCKER_CONFIG")
 	default:
 		explicit = false
-		dir, err := c.configHome()
-		if err != nil {
-			return &fileConfig{}, nil
+		var err error
+		if path, err = c.defaultConfigPath(); err != nil {
+			return &fileConfig{}, nil // no home directory: no default file
 		}
-		path = filepath.Join(dir, "knocker", "config.json")
 	}
 	if path == "" {
 		return nil, usageErr("--config: empty file name")

@@ -18,7 +18,7 @@ func (c *cli) resolveKey(p *parsedFlags, cfg *fileConfig, s *settings) *cmdError
 	fv, fOrigin, fLayer := c.lookup(p, cfg, "key-file")
 	switch {
 	case kLayer == layerDefault && fLayer == layerDefault:
-		return usageErr("no API key: use --key-file, KNOCKER_KEY_FILE, KNOCKER_KEY, or \"key_file\" or \"key\" in the config file (%s); knocker-cli's KNOCKER_API_KEY and \"api_key\" in ~/.knocker.yaml work too", c.defaultConfigPath())
+		return usageErr("no API key: use --key-file, KNOCKER_KEY_FILE, KNOCKER_KEY, or \"key_file\" or \"key\" in the config file (%s); knocker-cli's KNOCKER_API_KEY and \"api_key\" in ~/.knocker.yaml work too", c.defaultConfigName())
 	case kLayer == fLayer:
 		return usageErr("both %s and %s are set: use one", kOrigin, fOrigin)
 	case kLayer < fLayer:

@@ -58,7 +58,7 @@ func (c *cli) resolve(p *parsedFlags, needKey bool) (*settings, *cmdError) {
 
 	v, origin, layer := c.lookup(p, cfg, "server")
 	if layer == layerDefault {
-		return nil, usageErr("no server: use --server, KNOCKER_SERVER or \"server\" in the config file (%s); knocker-cli's KNOCKER_API_URL and \"api_url\" in ~/.knocker.yaml work too", c.defaultConfigPath())
+		return nil, usageErr("no server: use --server, KNOCKER_SERVER or \"server\" in the config file (%s); knocker-cli's KNOCKER_API_URL and \"api_url\" in ~/.knocker.yaml work too", c.defaultConfigName())
 	}
 	u, err := parseServer(v)
 	if err != nil {
