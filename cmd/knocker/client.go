@@ -294,12 +294,10 @@ func dnsErrText(e *net.DNSError) string {
 	return e.Err
 }
 
+// familyName names the client's family in error messages.
 func (cl *client) familyName() string {
-	switch cl.family {
-	case family4:
-		return "IPv4"
-	case family6:
-		return "IPv6"
+	if l := cl.family.label(); l != "" {
+		return l
 	}
 	return "IP"
 }
