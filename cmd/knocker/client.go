@@ -102,7 +102,7 @@ type statusResult struct {
 }
 
 // knock sends POST /knock. ttl 0 and ip "" are left out of the body; with
-// neither, the body is empty, as the original clients send it.
+// neither, the body is empty, as the Python Knocker's clients send it.
 func (cl *client) knock(ctx context.Context, key string, ttl time.Duration, ip string) (*knockResult, *cmdError) {
 	var body io.Reader
 	if ttl > 0 || ip != "" {

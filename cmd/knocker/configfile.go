@@ -31,9 +31,9 @@ type fileConfig struct {
 	path   string // "" when there is none
 	values map[string]string
 	mode   fs.FileMode
-	// legacy: the original knocker-cli's YAML file, with its field names.
+	// legacy: knocker-cli's YAML file, with its field names.
 	legacy bool
-	// fallback is consulted for settings this file lacks: the original's
+	// fallback is consulted for settings this file lacks: knocker-cli's
 	// ~/.knocker.yaml, when it exists and this file is not that format.
 	fallback *fileConfig
 	warnings []string
@@ -83,7 +83,7 @@ func (c *cli) expandHome(path string) string {
 }
 
 // loadConfig reads the config file named by --config or KNOCKER_CONFIG, or
-// the default one if it exists, and behind it the original knocker-cli's
+// the default one if it exists, and behind it knocker-cli's
 // ~/.knocker.yaml if that exists.
 func (c *cli) loadConfig(p *parsedFlags) (*fileConfig, *cmdError) {
 	cfg, err := c.loadOwnConfig(p)

@@ -2,8 +2,8 @@ package main
 
 import "fmt"
 
-// Where a setting came from, highest precedence first. The original
-// knocker-cli's variables and file (see legacy.go) come after ours.
+// Where a setting came from, highest precedence first. knocker-cli's
+// variables and file (see legacy.go) come after ours.
 const (
 	layerFlag = iota
 	layerEnv
@@ -14,8 +14,8 @@ const (
 )
 
 // lookup finds a setting's value by precedence: flag, environment (ours,
-// then the original knocker-cli's name), config file (ours, then the
-// original's). origin names where it came from, for messages.
+// then knocker-cli's name), config file (ours, then
+// knocker-cli's). origin names where it came from, for messages.
 func (c *cli) lookup(p *parsedFlags, cfg *fileConfig, name string) (value, origin string, layer int) {
 	o := optionByName(name)
 	if p.set[name] {

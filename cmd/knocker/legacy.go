@@ -14,14 +14,14 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The original knocker-cli (github.com/FarisZR/knocker-cli) reads
+// knocker-cli, the Python Knocker's CLI (github.com/FarisZR/knocker-cli), reads
 // KNOCKER_API_URL, KNOCKER_API_KEY, KNOCKER_TTL, KNOCKER_CHECK_INTERVAL and
 // KNOCKER_IP_CHECK_URL, and ~/.knocker.yaml with the fields api_url,
 // api_key, ttl (seconds), check_interval (minutes) and ip_check_url. This
 // program reads them too, after its own settings (see lookup), so that it
-// replaces the original without a change of configuration.
+// replaces knocker-cli without a change of configuration.
 
-// legacyConfigPath is the original's default config file, or "" when there
+// legacyConfigPath is knocker-cli's default config file, or "" when there
 // is no home directory.
 func (c *cli) legacyConfigPath() string {
 	home := c.getenv("HOME")
@@ -39,7 +39,7 @@ func isYAMLPath(path string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
-// legacyFields are the original's config fields this program understands.
+// legacyFields are knocker-cli's config fields this program understands.
 var legacyFields = func() map[string]bool {
 	m := map[string]bool{}
 	for _, o := range options {
@@ -50,10 +50,10 @@ var legacyFields = func() map[string]bool {
 	return m
 }()
 
-// loadLegacyConfig reads a config file in the original's YAML format. A
-// missing file is no file unless it was named explicitly. Fields the
-// original did not have are reported as warnings, not errors, as the
-// original ignored them too.
+// loadLegacyConfig reads a config file in knocker-cli's YAML format. A
+// missing file is no file unless it was named explicitly. Fields
+// knocker-cli did not have are reported as warnings, not errors, as it
+// ignored them too.
 func (c *cli) loadLegacyConfig(path string, explicit bool) (*fileConfig, *cmdError) {
 	data, mode, found, cerr := readConfigFile(path, explicit)
 	if cerr != nil || !found {

@@ -5,8 +5,8 @@
 // knocker install), over IPv4 and IPv6 separately when asked to.
 //
 // It does not depend on Caddy or on the plugin's package: the wire protocol
-// is the contract. Beyond the standard library it uses a YAML parser (the
-// original CLI's config file) and kardianos/service (launchd, Windows).
+// is the contract. Beyond the standard library it uses a YAML parser
+// (knocker-cli's config file) and kardianos/service (launchd, Windows).
 package main
 
 import (

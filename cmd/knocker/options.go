@@ -1,16 +1,16 @@
 package main
 
 // option describes one setting: its flag, environment variable and config
-// file field, and the original knocker-cli's names for it.
+// file field, and knocker-cli's names for it.
 type option struct {
 	name        string // flag name, without dashes
 	arg         string // placeholder in the help; "" for a boolean flag
 	env         string
 	field       string
 	help        string
-	aliases     []string // further flag names (the original's)
-	legacyEnv   string   // the original's variable, where it differs from env
-	legacyField string   // the original's ~/.knocker.yaml field
+	aliases     []string // further flag names (knocker-cli's)
+	legacyEnv   string   // knocker-cli's variable, where it differs from env
+	legacyField string   // knocker-cli's ~/.knocker.yaml field
 }
 
 var options = []option{
