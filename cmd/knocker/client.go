@@ -102,7 +102,7 @@ type statusResult struct {
 }
 
 // knock sends POST /knock. ttl 0 and ip "" are left out of the body; with
-// neither, the body is empty, as the original clients send it.
+// neither, the body is empty, as the Python Knocker's clients send it.
 func (cl *client) knock(ctx context.Context, key string, ttl time.Duration, ip string) (*knockResult, *cmdError) {
 	var body io.Reader
 	if ttl > 0 || ip != "" {
@@ -294,12 +294,10 @@ func dnsErrText(e *net.DNSError) string {
 	return e.Err
 }
 
+// familyName names the client's family in error messages.
 func (cl *client) familyName() string {
-	switch cl.family {
-	case family4:
-		return "IPv4"
-	case family6:
-		return "IPv6"
+	if l := cl.family.label(); l != "" {
+		return l
 	}
 	return "IP"
 }

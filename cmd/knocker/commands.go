@@ -98,7 +98,7 @@ func (c *cli) cmdKnock(ctx context.Context, args []string) int {
 			r.TTLCapped = res.ExpiresIn < r.RequestedTTL
 		}
 	})
-	// As the original's knock command, report to the journal when there is
+	// As knocker-cli's knock command, report to the journal when there is
 	// one (no --events here: --json owns standard output).
 	sink, _ := c.eventSink("auto", nil, stderr)
 	for _, r := range results {

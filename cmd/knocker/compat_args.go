@@ -2,7 +2,7 @@ package main
 
 import "strings"
 
-// The original knocker-cli's services start the bare binary (its systemd
+// The services knocker-cli installs start the bare binary (its systemd
 // unit's ExecStart, its launchd agent, its Windows service take no
 // arguments), and its root command then runs the service. So that a
 // replaced binary keeps such a service working, no arguments under a
@@ -20,11 +20,11 @@ func (c *cli) serviceArgs0(args []string, underServiceManager bool) []string {
 	return args
 }
 
-// persistentFlags are the original's flags that may precede the command
+// persistentFlags are knocker-cli's flags that may precede the command
 // (cobra persistent flags): `knocker --config k.yaml run` works as there.
 var persistentFlags = map[string]bool{"config": true, "ttl": true, "check_interval": true, "ip_check_url": true}
 
-// hoistFlags moves the original's persistent flags given before the command
+// hoistFlags moves knocker-cli's persistent flags given before the command
 // to after it, where the command's own flag parsing reads them.
 func hoistFlags(args []string) []string {
 	var moved []string

@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Structured events, compatible with schema version 1 of the original
-// knocker-cli (its docs/logging.md), which its GNOME Shell extension reads
+// Structured events, compatible with schema version 1 of knocker-cli's
+// events (its docs/logging.md), which its GNOME Shell extension reads
 // from the journal. Every value is a string; times are unix seconds.
 const (
 	eventSchemaVersion = "1"
@@ -92,7 +92,7 @@ func (j *jsonSink) emit(e event) {
 const eventsHelp = "structured events (the original knocker-cli's journald schema 1): auto (the journal when there is one), journal, json (one JSON object per line on standard output) or off (default auto)"
 
 // eventSink picks the sink for --events; nil: none. Under systemd the
-// journal's socket exists (as the original detects it, whether or not
+// journal's socket exists (as knocker-cli detects it, whether or not
 // JOURNAL_STREAM is set).
 func (c *cli) eventSink(mode string, stdout io.Writer, stderr io.Writer) (eventSink, *cmdError) {
 	switch mode {
@@ -145,7 +145,7 @@ func (g grant) fields(source string, f family) map[string]string {
 	return m
 }
 
-// applied is the WhitelistApplied event, with the original's message.
+// applied is the WhitelistApplied event, with knocker-cli's message.
 func (g grant) applied(source string, f family) event {
 	msg := "Whitelisted " + g.ip
 	if g.ttl > 0 && g.expiresAt > 0 {
@@ -231,7 +231,7 @@ func (r *runEvents) started() {
 	r.emitSnapshot()
 }
 
-// stopped clears the next knock, as the original does on its way out, and
+// stopped clears the next knock, as knocker-cli does on its way out, and
 // reports the final state. The grants stay: they are still valid.
 func (r *runEvents) stopped() {
 	r.mu.Lock()
@@ -316,7 +316,7 @@ func (r *runEvents) reportNext() {
 	}
 	r.emit(event{evNextKnockUpdated, msg, priInfo, m})
 	if unix > 0 {
-		// As the original: the snapshot after a new schedule carries it, so
+		// As knocker-cli: the snapshot after a new schedule carries it, so
 		// a consumer that keeps the last snapshot as the state knows it.
 		r.emitSnapshot()
 	}
@@ -412,7 +412,7 @@ func (e *familyEvents) shortened(expiresAt *int64) {
 	}
 }
 
-// knockEvents reports a `knocker knock` for one family, as the original's
+// knockEvents reports a `knocker knock` for one family, as knocker-cli's
 // knock command does: KnockTriggered and WhitelistApplied (source "cli"),
 // or KnockTriggered and Error.
 func knockEvents(sink eventSink, f family, res *knockResult, err *cmdError) {

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// The event contract of the original knocker-cli's docs/logging.md (schema
+// The event contract of knocker-cli's docs/logging.md (schema
 // version 1), with the priorities and messages of its
 // internal/service/event_logging.go and cmd/knocker/knock.go.
 type eventContract struct {
@@ -309,7 +309,7 @@ func (r *eventsRun) finish(t *testing.T) []map[string]string {
 
 // A run session against the real knock server (Caddy with the plugin,
 // behind the test proxy that sets the device's address): --events json
-// writes the original's event sequence on standard output, field by
+// writes knocker-cli's event sequence on standard output, field by
 // field, and the log stays on standard error.
 func TestRunEventsJSON(t *testing.T) {
 	r := startEventsRun(t, "198.51.100.40", "2001:db8::40", "--family", "4", "--ttl", "1h", "--check-interval", "0")

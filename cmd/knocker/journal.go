@@ -23,7 +23,7 @@ const maxJournalValue = 4096
 
 // journalSink writes events to journald with its native protocol: one
 // datagram per entry, sent to the socket's path (not over a connection).
-// The first failed write ends the events for this run, as the original's
+// The first failed write ends the events for this run, as knocker-cli's
 // sink did.
 type journalSink struct {
 	conn   *net.UnixConn
@@ -41,7 +41,7 @@ func openJournal(goos string, stderr io.Writer) *journalSink {
 		return nil
 	}
 	addr := &net.UnixAddr{Name: journalSocket, Net: "unixgram"}
-	// Dialing checks that journald listens, as the original's check does.
+	// Dialing checks that journald listens, as knocker-cli's check does.
 	probe, err := net.DialUnix("unixgram", nil, addr)
 	if err != nil {
 		return nil
@@ -62,8 +62,8 @@ func (j *journalSink) emit(e event) {
 	}
 	if _, _, err := j.conn.WriteMsgUnix(encodeJournal(e.entry()), nil, j.addr); err != nil {
 		j.done = true
-		// journald went away (stopped, not there any more): as the
-		// original, stop quietly; anything else is worth one warning.
+		// journald went away (stopped, not there any more): as
+		// knocker-cli does, stop quietly; anything else is worth one warning.
 		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOTCONN) {
 			fmt.Fprintf(j.stderr, "knocker: warning: cannot write events to the journal, stopping them: %v\n", err)
 		}

@@ -173,7 +173,7 @@ func TestRunEventsToJournalSocket(t *testing.T) {
 	checkRunSession(t, j.got(t), "198.51.100.43", st)
 }
 
-// knocker knock reports to the journal as the original's knock command:
+// knocker knock reports to the journal as knocker-cli's knock command:
 // source "cli", and on failure an Error with context "cli".
 func TestKnockEventsToJournal(t *testing.T) {
 	j := listenJournal(t)

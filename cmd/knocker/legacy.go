@@ -3,11 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
-	"net/url"
+	"maps"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,14 +14,14 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The original knocker-cli (github.com/FarisZR/knocker-cli) reads
+// knocker-cli, the Python Knocker's CLI (github.com/FarisZR/knocker-cli), reads
 // KNOCKER_API_URL, KNOCKER_API_KEY, KNOCKER_TTL, KNOCKER_CHECK_INTERVAL and
 // KNOCKER_IP_CHECK_URL, and ~/.knocker.yaml with the fields api_url,
 // api_key, ttl (seconds), check_interval (minutes) and ip_check_url. This
 // program reads them too, after its own settings (see lookup), so that it
-// replaces the original without a change of configuration.
+// replaces knocker-cli without a change of configuration.
 
-// legacyConfigPath is the original's default config file, or "" when there
+// legacyConfigPath is knocker-cli's default config file, or "" when there
 // is no home directory.
 func (c *cli) legacyConfigPath() string {
 	home := c.getenv("HOME")
@@ -40,7 +39,7 @@ func isYAMLPath(path string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
-// legacyFields are the original's config fields this program understands.
+// legacyFields are knocker-cli's config fields this program understands.
 var legacyFields = func() map[string]bool {
 	m := map[string]bool{}
 	for _, o := range options {
@@ -51,10 +50,10 @@ var legacyFields = func() map[string]bool {
 	return m
 }()
 
-// loadLegacyConfig reads a config file in the original's YAML format. A
-// missing file is no file unless it was named explicitly. Fields the
-// original did not have are reported as warnings, not errors, as the
-// original ignored them too.
+// loadLegacyConfig reads a config file in knocker-cli's YAML format. A
+// missing file is no file unless it was named explicitly. Fields
+// knocker-cli did not have are reported as warnings, not errors, as it
+// ignored them too.
 func (c *cli) loadLegacyConfig(path string, explicit bool) (*fileConfig, *cmdError) {
 	data, mode, found, cerr := readConfigFile(path, explicit)
 	if cerr != nil || !found {
@@ -65,12 +64,7 @@ func (c *cli) loadLegacyConfig(path string, explicit bool) (*fileConfig, *cmdErr
 		return nil, usageErr("config file %s is not valid YAML: %s", path, yamlErrText(err))
 	}
 	cfg := &fileConfig{path: path, values: map[string]string{}, mode: mode, legacy: true}
-	fields := make([]string, 0, len(raw))
-	for k := range raw {
-		fields = append(fields, k)
-	}
-	sort.Strings(fields)
-	for _, k := range fields {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		if !legacyFields[k] {
 			cfg.warnings = append(cfg.warnings, fmt.Sprintf("config file %s: ignoring unknown field %q", path, k))
 			continue
@@ -112,58 +106,8 @@ var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
 // minutes, as knocker-cli's check_interval is.
 func parseCheckInterval(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 || n > math.MaxInt64/int64(time.Minute) {
-			return 0, errors.New("out of range")
-		}
-		return time.Duration(n) * time.Minute, nil
+	if d, ok, err := wholeUnits(s, time.Minute); ok {
+		return d, err
 	}
 	return parseDuration(s)
-}
-
-// parseCheckURL validates an address lookup URL (http or https).
-func parseCheckURL(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	switch {
-	case err != nil:
-		return "", errors.New("not a valid URL")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return "", errors.New("must be an https:// or http:// URL")
-	case u.Hostname() == "":
-		return "", errors.New("no host")
-	case u.User != nil:
-		return "", errors.New("user information in the URL is not supported")
-	}
-	return u.String(), nil
-}
-
-// settingOrigin is where a setting came from.
-type settingOrigin struct{ name, origin string }
-
-func (s *settings) noteOrigin(name, origin string) {
-	s.origins = append(s.origins, settingOrigin{name, origin})
-}
-
-// describeOrigins is the --verbose line: each setting and where it came
-// from, never a value.
-func (s *settings) describeOrigins() string {
-	parts := make([]string, len(s.origins))
-	for i, o := range s.origins {
-		parts[i] = o.name + " from " + o.origin
-	}
-	if len(parts) == 0 {
-		return "settings: all defaults"
-	}
-	return "settings: " + strings.Join(parts, "; ")
-}
-
-// redactUserinfo hides a password in a URL that a message quotes.
-func redactUserinfo(s string) string {
-	if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 && strings.Contains(s[:at], ":") {
-		return "xxxxx" + s[at:]
-	}
-	return s
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// The original knocker-cli's settings work unchanged: its environment
+// The settings of knocker-cli work unchanged: its environment
 // variables alone, or its ~/.knocker.yaml alone, against a real Caddy.
 func TestOriginalSettingsKnock(t *testing.T) {
 	srv := freshCaddy(t)
@@ -21,10 +21,10 @@ func TestOriginalSettingsKnock(t *testing.T) {
 	r := runCLI(t, map[string]string{"KNOCKER_API_URL": server, "KNOCKER_API_KEY": userKey, "KNOCKER_TTL": "600"},
 		"knock", "--family", "4", "--verbose")
 	wantCode(t, r, exitOK)
-	wantContains(t, "knock with the original's variables", r.stdout, "IPv4: whitelisted 127.0.0.1 for 10m, until ")
+	wantContains(t, "knock with knocker-cli's variables", r.stdout, "IPv4: whitelisted 127.0.0.1 for 10m, until ")
 	wantContains(t, "--verbose", r.stderr, "server from KNOCKER_API_URL (knocker-cli)", "key from KNOCKER_API_KEY (knocker-cli)", "ttl from KNOCKER_TTL")
 	if code, _ := get(t, site4); code != http.StatusOK {
-		t.Fatalf("the gate after a knock with the original's variables: %d, want 200", code)
+		t.Fatalf("the gate after a knock with knocker-cli's variables: %d, want 200", code)
 	}
 
 	home := t.TempDir()
@@ -45,8 +45,8 @@ func TestOriginalSettingsKnock(t *testing.T) {
 	wantContains(t, "status", r.stderr, fmt.Sprintf(`settings: server from "api_url" in %s`, yml))
 }
 
-// Precedence: flags > our variables > the original's variables > our
-// config file > the original's file.
+// Precedence: flags > our variables > knocker-cli's variables > our
+// config file > knocker-cli's file.
 func TestOriginalSettingsPrecedence(t *testing.T) {
 	const good, bad1, bad2, bad3 = "https://good.example", "https://env-legacy.example", "https://ours-file.example", "https://legacy-file.example"
 	home, xdg := t.TempDir(), t.TempDir()
@@ -59,9 +59,9 @@ func TestOriginalSettingsPrecedence(t *testing.T) {
 		server string
 		origin string
 	}{
-		{"the original's file last", map[string]string{}, nil, bad2, `"server" in ` + ours},
-		{"the original's variable over our file", map[string]string{"KNOCKER_API_URL": bad1}, nil, bad1, "KNOCKER_API_URL (knocker-cli)"},
-		{"our variable over the original's", map[string]string{"KNOCKER_API_URL": bad1, "KNOCKER_SERVER": good}, nil, good, "KNOCKER_SERVER"},
+		{"knocker-cli's file last", map[string]string{}, nil, bad2, `"server" in ` + ours},
+		{"knocker-cli's variable over our file", map[string]string{"KNOCKER_API_URL": bad1}, nil, bad1, "KNOCKER_API_URL (knocker-cli)"},
+		{"our variable over knocker-cli's", map[string]string{"KNOCKER_API_URL": bad1, "KNOCKER_SERVER": good}, nil, good, "KNOCKER_SERVER"},
 		{"the flag over all", map[string]string{"KNOCKER_API_URL": bad1, "KNOCKER_SERVER": bad1}, []string{"--server", good}, good, "--server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,18 +71,18 @@ func TestOriginalSettingsPrecedence(t *testing.T) {
 				t.Fatalf("server %s (%s), want %s from %s", s.server, s.describeOrigins(), tc.server, tc.origin)
 			}
 			if s.keyOrigin != `"api_key" in `+filepath.Join(home, ".knocker.yaml") || !s.keyInFile || s.keyConfig != filepath.Join(home, ".knocker.yaml") {
-				t.Fatalf("key from %s (in file %v, %q), want the original's file", s.keyOrigin, s.keyInFile, s.keyConfig)
+				t.Fatalf("key from %s (in file %v, %q), want knocker-cli's file", s.keyOrigin, s.keyInFile, s.keyConfig)
 			}
 		})
 	}
-	// Without our file, the original's file alone serves.
+	// Without our file, knocker-cli's file alone serves.
 	s := resolveFor(t, map[string]string{"HOME": home}, "run")
 	if s.server.String() != bad3 {
-		t.Fatalf("server %s, want %s from the original's file", s.server, bad3)
+		t.Fatalf("server %s, want %s from knocker-cli's file", s.server, bad3)
 	}
 }
 
-// The original's units: ttl in seconds (0: the server's default),
+// knocker-cli's units: ttl in seconds (0: the server's default),
 // check_interval in minutes; its flag names --check_interval and
 // --ip_check_url; --config naming its YAML file.
 func TestOriginalSettingsUnitsAndFlags(t *testing.T) {
@@ -105,7 +105,7 @@ func TestOriginalSettingsUnitsAndFlags(t *testing.T) {
 	}
 	s = resolveFor(t, map[string]string{"HOME": home}, "run", "--config", yml, "--check_interval", "90s", "--ip_check_url", "http://ip.test/x")
 	if s.checkInterval != 90*time.Second || s.ipCheckURL != "http://ip.test/x" {
-		t.Fatalf("the original's flag names: %s, %q", s.checkInterval, s.ipCheckURL)
+		t.Fatalf("knocker-cli's flag names: %s, %q", s.checkInterval, s.ipCheckURL)
 	}
 
 	for _, tc := range []struct{ name, file, want string }{
@@ -149,7 +149,7 @@ func resolveFor(t *testing.T, env map[string]string, cmd string, args ...string)
 	return s
 }
 
-// run with nothing but the original's variables (ttl in seconds) keeps the
+// run with nothing but knocker-cli's variables (ttl in seconds) keeps the
 // device whitelisted: it re-knocks before each grant ends.
 func TestOriginalSettingsRunReknocks(t *testing.T) {
 	srv := sharedCaddy(t)
@@ -170,7 +170,7 @@ func TestOriginalSettingsRunReknocks(t *testing.T) {
 	wantContains(t, "log", out.String(), "whitelisted 198.51.100.50 for 4s; next knock in 2s")
 }
 
-// The original's service units start the bare binary: under a service
+// knocker-cli's service units start the bare binary: under a service
 // manager no arguments mean "run"; elsewhere they print the usage.
 func TestBareBinaryUnderAServiceManagerRuns(t *testing.T) {
 	for _, tc := range []struct {
@@ -197,7 +197,7 @@ func TestBareBinaryUnderAServiceManagerRuns(t *testing.T) {
 	}
 }
 
-// The original's persistent flags may come before the command.
+// knocker-cli's persistent flags may come before the command.
 func TestPersistentFlagsBeforeTheCommand(t *testing.T) {
 	for _, tc := range []struct{ in, want []string }{
 		{[]string{"--config", "k.yaml", "run"}, []string{"run", "--config", "k.yaml"}},

@@ -5,12 +5,11 @@
 // knocker install), over IPv4 and IPv6 separately when asked to.
 //
 // It does not depend on Caddy or on the plugin's package: the wire protocol
-// is the contract. Beyond the standard library it uses a YAML parser (the
-// original CLI's config file) and kardianos/service (launchd, Windows).
+// is the contract. Beyond the standard library it uses a YAML parser
+// (knocker-cli's config file) and kardianos/service (launchd, Windows).
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -222,31 +221,6 @@ func (c *cli) main(ctx context.Context, args []string) int {
 }
 
 var commandNames = map[string]bool{"knock": true, "status": true, "run": true, "install": true, "uninstall": true, "start": true, "stop": true}
-
-// redactWriter replaces the key in everything written through it: a last
-// line of defence, since no message is built from the key in the first
-// place.
-type redactWriter struct {
-	w   io.Writer
-	key []byte
-}
-
-func redacting(w io.Writer, key string) io.Writer {
-	if len(key) < 6 { // too short to redact without mangling ordinary text
-		return w
-	}
-	return &redactWriter{w: w, key: []byte(key)}
-}
-
-func (r *redactWriter) Write(p []byte) (int, error) {
-	if !bytes.Contains(p, r.key) {
-		return r.w.Write(p)
-	}
-	if _, err := r.w.Write(bytes.ReplaceAll(p, r.key, []byte("[redacted]"))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
 
 // syncWriter serialises writes from the family goroutines of `run`.
 type syncWriter struct {
