@@ -7,25 +7,69 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
-// clientIP returns the client address as Caddy resolved it (server options
-// trusted_proxies, client_ip_headers, trusted_proxies_strict), with IPv4-mapped
-// IPv6 unmapped so that a client has one identity whichever socket family
-// carried it.
+// client returns r's client address as Caddy resolved it (server options
+// trusted_proxies, client_ip_headers, trusted_proxies_strict), with
+// IPv4-mapped IPv6 unmapped so that a client has one identity whichever
+// socket family carried it.
 //
 // ok is false, and the caller must fail closed, when Caddy resolved nothing,
 // or when the peer is a trusted proxy whose headers gave no usable address:
 // Caddy then falls back to the proxy's own address, and whitelisting the
 // proxy would whitelist everyone behind it.
-func clientIP(r *http.Request) (netip.Addr, bool) {
-	ip, _, ok := resolveClient(r)
-	return ip, ok
+func (a *App) client(r *http.Request) (netip.Addr, bool) {
+	c := a.resolveClient(r)
+	return c.ip, c.ok
 }
 
-// resolveClient is clientIP that also reports whether the peer is a trusted
-// proxy; it reads Caddy's vars map once (this runs on every gated request).
-func resolveClient(r *http.Request) (ip netip.Addr, trusted, ok bool) {
+// resolvedClient is a request's client, resolved once per request.
+type resolvedClient struct {
+	ip    netip.Addr // valid when ok
+	ok    bool
+	actor netip.Addr // who a knock counts against
+}
+
+// resolveClient resolves r's client (see client) and who a knock from it
+// counts against: the address Caddy resolved or, without one, the peer
+// that sent the request. The first time a server without
+// trusted_proxies_strict gets a request from a trusted proxy, it warns
+// about the spoofing risk: Caddy then takes the left-most X-Forwarded-For
+// address, which the client writes whenever the proxy appends to the
+// header. (Caddy does not expose whether a server trusts any proxy before
+// the first request, so the warning waits for one.)
+func (a *App) resolveClient(r *http.Request) resolvedClient {
+	ip, trusted, ok := callerOf(r)
+	c := resolvedClient{ip: ip, ok: ok, actor: ip}
+	if !ok {
+		c.actor = netip.Addr{}
+		if peer, ok := peerIP(r); ok {
+			c.actor = peer.Unmap()
+		}
+	}
+	if trusted && ok {
+		// A hop Caddy did not recognise as one of the trusted proxies (an
+		// IPv4-mapped form of one, see trustedproxies.go) is no client.
+		if inside, readable := a.inTrustedProxies(r, ip); inside || !readable {
+			c.ip, c.ok = netip.Addr{}, false
+		}
+	}
+	if trusted {
+		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
+			if _, warned := a.laxServers.LoadOrStore(srv, true); !warned {
+				a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
+					zap.Strings("listen", srv.Listen))
+			}
+		}
+	}
+	return c
+}
+
+// callerOf is the client Caddy resolved for r, unmapped, and whether the
+// peer is a trusted proxy; it reads Caddy's vars map once (this runs on
+// every gated request).
+func callerOf(r *http.Request) (ip netip.Addr, trusted, ok bool) {
 	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	s, _ := vars[caddyhttp.ClientIPVarKey].(string)
 	trusted, _ = vars[caddyhttp.TrustedProxyVarKey].(bool)
@@ -66,18 +110,6 @@ func peerIP(r *http.Request) (netip.Addr, bool) {
 	host, _, _ = strings.Cut(host, "%")
 	ip, err := netip.ParseAddr(host)
 	return ip, err == nil
-}
-
-// rateLimitActor is who a knock is counted against: the resolved client, or,
-// when the client cannot be resolved, the peer that sent the request.
-func rateLimitActor(r *http.Request) netip.Addr {
-	if ip, ok := clientIP(r); ok {
-		return ip
-	}
-	if peer, ok := peerIP(r); ok {
-		return peer.Unmap()
-	}
-	return netip.Addr{}
 }
 
 // isEarlyData reports a TLS 1.3 0-RTT request: its peer address has not been

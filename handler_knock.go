@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/internal/knockapi"
+	"github.com/caddy-knocker/knocker/internal/limiter"
 	"github.com/caddy-knocker/knocker/internal/pathmatch"
 	"github.com/caddy-knocker/knocker/store"
 )
@@ -179,6 +180,7 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 	}
 
 	ts := now().Unix()
+	client := k.app.resolveClient(r)
 	if presented == "" {
 		// No key, so no guess: such a request must not use up the failure
 		// window, or any web page the owner visits could lock the owner's
@@ -186,27 +188,20 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 		// wrong key still counts; a restrictive cors_origin keeps other
 		// pages from sending one.) The answer is the one the checks below
 		// would give, and says nothing about any key.
-		if _, ok := k.app.clientIP(r); !ok {
+		if !client.ok {
 			knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
 		} else {
 			knockapi.WriteError(w, knockapi.NewError(http.StatusUnauthorized, knockapi.MsgBadKey))
 		}
 		return
 	}
-	actor := rateLimitActor(r)
-	lim, limits := k.app.limiter, k.app.limits
-	// Every attempt first takes a slot in its failure window, before the key
-	// is compared: a client that has used up its failures cannot learn
-	// whether a key is valid from 200 versus 429, and concurrent attempts
-	// cannot overshoot the limit. A success gives the slot back.
-	if ok, retry := lim.record(actor, failure, ts, limits); !ok {
+	res, retry, ok := k.app.limiter.Reserve(client.actor, ts, k.app.limits)
+	if !ok {
 		k.rateLimited(w, retry)
 		return
 	}
-	resp, apiErr := k.knock(r, presented, actor, ts)
-	if apiErr == nil || apiErr.Status == http.StatusTooManyRequests {
-		lim.release(actor, failure, ts) // not a failure: granted, or refused by the success window
-	}
+	resp, apiErr := k.knock(r, presented, client, &res, ts)
+	res.Settle(apiErr == nil)
 	if apiErr != nil {
 		if apiErr.Status == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", strconv.FormatInt(apiErr.RetryAfter, 10))
@@ -222,10 +217,11 @@ func (k *Knock) rateLimited(w http.ResponseWriter, retryAfter int64) {
 	knockapi.WriteError(w, knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited))
 }
 
-// knock runs the original's checks in its order (behaviour spec §4.1).
-func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts int64) (knockapi.KnockResponse, *knockapi.Error) {
-	ip, ok := k.app.clientIP(r)
-	if !ok {
+// knock runs the Python Knocker's checks in its order. Its caller
+// settles res, whatever the answer.
+func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, res *limiter.Reservation, ts int64) (knockapi.KnockResponse, *knockapi.Error) {
+	ip := client.ip
+	if !client.ok {
 		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP)
 	}
 	key := k.app.keys.authenticate(presented)
@@ -260,7 +256,7 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 	}
 	ttl = min(ttl, key.maxTTL)
 
-	if ok, retry := k.app.limiter.record(actor, success, ts, k.app.limits); !ok {
+	if retry, ok := res.TakeSuccess(); !ok {
 		e := knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited)
 		e.RetryAfter = retry
 		return knockapi.KnockResponse{}, e
@@ -272,7 +268,6 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 	if fw := k.app.fw; fw != nil {
 		var err error
 		if undo, err = fw.PrepareGrant(r.Context(), target, expires); err != nil {
-			k.app.limiter.release(actor, success, ts)
 			k.logger.Error("firewall rules not added", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
 			if errors.Is(err, firewall.ErrBusy) {
 				return knockapi.KnockResponse{}, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgFirewallBusy)
@@ -285,7 +280,6 @@ func (k *Knock) knock(r *http.Request, presented string, actor netip.Addr, ts in
 		if undo != nil {
 			undo()
 		}
-		k.app.limiter.release(actor, success, ts)
 		if errors.Is(err, store.ErrFull) {
 			k.logger.Warn("knock refused: the whitelist is full of grants this key may not evict (see max_entries, max_grants)",
 				zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.name), zap.Error(err))
@@ -324,7 +318,7 @@ func (k *Knock) serveVerify(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	ip, ok := k.app.clientIP(r)
+	ip, ok := k.app.client(r)
 	if ok && (k.allow.contains(ip) || k.app.allowed(ip, now().Unix())) {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -358,7 +352,7 @@ func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
 		knockapi.WriteError(w, knockapi.NewError(http.StatusTooEarly, knockapi.MsgTooEarly))
 		return
 	}
-	ip, ok := k.app.clientIP(r)
+	ip, ok := k.app.client(r)
 	if !ok {
 		knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
 		return

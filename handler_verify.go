@@ -120,7 +120,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if len(g.exclude) > 0 && g.exclude.Match(r.URL.EscapedPath()) {
 		return g.app.passOn(w, r, next, g.logger)
 	}
-	ip, ok := g.app.clientIP(r)
+	ip, ok := g.app.client(r)
 	if !ok {
 		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -20,10 +19,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-knocker/knocker/firewall"
+	"github.com/caddy-knocker/knocker/internal/limiter"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -62,8 +61,8 @@ type App struct {
 
 	keys    keyring
 	path    string
-	limits  rateLimits
-	limiter *limiter
+	limits  limiter.Limits
+	limiter *limiter.Limiter
 	fw      firewall.Backend // nil without a firewall
 	logger  *zap.Logger
 	*appState
@@ -197,27 +196,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	a.limits = rateLimits{window: defaultRateWindow, perKind: [2]int{success: defaultRateSuccess, failure: defaultRateFailure}}
-	if rl := a.RateLimit; rl != nil {
-		if rl.Window < 0 || rl.Window > 0 && time.Duration(rl.Window) < time.Second {
-			return fmt.Errorf("rate_limit: window: must be at least 1s, got %s", time.Duration(rl.Window))
-		}
-		if rl.Window > 0 {
-			a.limits.window = int64(time.Duration(rl.Window) / time.Second)
-		}
-		for o, lim := range map[outcome]*int{success: rl.Success, failure: rl.Failure} {
-			if lim == nil {
-				continue
-			}
-			if *lim < 0 {
-				return fmt.Errorf("rate_limit: %s: must be 0 (unlimited) or more, got %d", [2]string{"success", "failure"}[o], *lim)
-			}
-			a.limits.perKind[o] = *lim
-		}
+	if a.limits, err = a.RateLimit.limits(); err != nil {
+		return err
 	}
 
-	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return newLimiter(), nil })
-	a.limiter = v.(*limiter)
+	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return limiter.New(), nil })
+	a.limiter = v.(*limiter.Limiter)
 
 	if a.FirewallRaw != nil {
 		v, err := ctx.LoadModule(a, "FirewallRaw")
@@ -350,32 +334,6 @@ func (a *App) allowed(ip netip.Addr, now int64) bool {
 		}
 	}
 	return s.Allowed(ip, now)
-}
-
-// clientIP resolves the request's client (see clientIP) and, the first time
-// a server without trusted_proxies_strict gets a request from a trusted
-// proxy, warns about the spoofing risk: Caddy then takes the left-most
-// X-Forwarded-For address, which the client writes whenever the proxy
-// appends to the header. (Caddy does not expose whether a server trusts any
-// proxy before the first request, so the warning waits for one.)
-func (a *App) clientIP(r *http.Request) (netip.Addr, bool) {
-	ip, trusted, ok := resolveClient(r)
-	if trusted && ok {
-		// A hop Caddy did not recognise as one of the trusted proxies (an
-		// IPv4-mapped form of one, see trustedproxies.go) is no client.
-		if inside, readable := a.inTrustedProxies(r, ip); inside || !readable {
-			return netip.Addr{}, false
-		}
-	}
-	if trusted {
-		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
-			if _, warned := a.laxServers.LoadOrStore(srv, true); !warned {
-				a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
-					zap.Strings("listen", srv.Listen))
-			}
-		}
-	}
-	return ip, ok
 }
 
 // clockOffset shifts the clock in tests, and clockFrozen (unix ns), when

@@ -7,12 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/limiter"
 )
 
 // rawStatus sends a request line exactly as given (Go's client would clean
@@ -154,8 +154,8 @@ func TestBruteForce(t *testing.T) {
 		resp.Body.Close()
 		counts[resp.StatusCode]++
 	}
-	if counts[401] != defaultRateFailure || counts[429] != rounds-defaultRateFailure || len(counts) != 2 {
-		t.Fatalf("%d wrong keys: %v, want %d x 401 then 429", rounds, counts, defaultRateFailure)
+	if counts[401] != limiter.Default.PerKind[limiter.Failure] || counts[429] != rounds-limiter.Default.PerKind[limiter.Failure] || len(counts) != 2 {
+		t.Fatalf("%d wrong keys: %v, want %d x 401 then 429", rounds, counts, limiter.Default.PerKind[limiter.Failure])
 	}
 	expectError(t, h.knock(attacker, adminSecret, ""), 429, "Too many knock attempts.")
 	if h.gate(attacker) != 401 {
@@ -164,52 +164,14 @@ func TestBruteForce(t *testing.T) {
 	expectStatus(t, h.knock(bystander, adminSecret, ""), 200, "another address")
 	// Rotating addresses inside one IPv6 /64 does not buy fresh attempts.
 	counts = map[int]int{}
-	for i := range 2 * defaultRateFailure {
+	for i := range 2 * limiter.Default.PerKind[limiter.Failure] {
 		counts[h.knock(fmt.Sprintf("2001:db8:66::%x", i+1), "nope", "").status]++
 	}
-	if counts[401] != defaultRateFailure {
-		t.Fatalf("rotating within one /64: %v, want %d x 401", counts, defaultRateFailure)
+	if counts[401] != limiter.Default.PerKind[limiter.Failure] {
+		t.Fatalf("rotating within one /64: %v, want %d x 401", counts, limiter.Default.PerKind[limiter.Failure])
 	}
 	t.Logf("figure: %d wrong-key knocks -> %v; correct key from the attacker 429; %d rotating IPv6 knocks in one /64 -> 401 x %d",
-		rounds, map[int]int{401: defaultRateFailure, 429: rounds - defaultRateFailure}, 2*defaultRateFailure, defaultRateFailure)
-}
-
-// TestBruteForceMemoryBounded: 100,000 attacking addresses cost a bounded,
-// measured amount, and are forgotten one window later.
-func TestBruteForceMemoryBounded(t *testing.T) {
-	l, lim := newLimiter(), limitsOf(60, defaultRateSuccess, defaultRateFailure)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	const attackers = 100000
-	for i := range attackers {
-		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		for range 3 {
-			l.record(ip, failure, 1000, lim)
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	perActor := float64(after.HeapAlloc-before.HeapAlloc) / attackers
-	if perActor > 512 {
-		t.Fatalf("%.0f bytes per attacking address", perActor)
-	}
-	l.record(netip.MustParseAddr("192.0.2.1"), failure, 1061, lim)
-	if n := l.size(); n != 1 {
-		t.Fatalf("%d buckets left a window later, want 1", n)
-	}
-	// ...and their memory is given back, not kept by the map's buckets.
-	var later runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&later)
-	runtime.KeepAlive(l) // in Caddy it lives on in its pool
-	grown := float64(after.HeapAlloc - before.HeapAlloc)
-	kept := float64(int64(later.HeapAlloc) - int64(before.HeapAlloc))
-	if kept > grown/10 {
-		t.Fatalf("a window later the limiter still holds %.1f MiB of the %.1f MiB the attack took", kept/(1<<20), grown/(1<<20))
-	}
-	t.Logf("figure: %d attacking addresses, 3 failures each: %.0f bytes each (%.1f MiB), all dropped one window later, %.2f MiB of it still in use after GC",
-		attackers, perActor, grown/(1<<20), max(kept, 0)/(1<<20))
+		rounds, map[int]int{401: limiter.Default.PerKind[limiter.Failure], 429: rounds - limiter.Default.PerKind[limiter.Failure]}, 2*limiter.Default.PerKind[limiter.Failure], limiter.Default.PerKind[limiter.Failure])
 }
 
 // A hop of the trusted proxy chain in IPv4-mapped form (::ffff:a.b.c.d, as
