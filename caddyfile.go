@@ -235,18 +235,10 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch opt := d.Val(); opt {
-		case "always_allow":
-			ranges, err := rangesArgs(d, opt)
-			if err != nil {
+		case "always_allow", "exclude":
+			if err := g.AccessPolicy.unmarshalCaddyfile(d, opt); err != nil {
 				return err
 			}
-			g.AlwaysAllow = append(g.AlwaysAllow, ranges...)
-		case "exclude":
-			paths, err := pathArgs(d, opt)
-			if err != nil {
-				return err
-			}
-			g.Exclude = append(g.Exclude, paths...)
 		case "deny_status":
 			var s string
 			if !d.AllArgs(&s) {
@@ -286,22 +278,14 @@ func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch opt := d.Val(); opt {
+		case "always_allow", "exclude":
+			if err := k.AccessPolicy.unmarshalCaddyfile(d, opt); err != nil {
+				return err
+			}
 		case "cors_origin":
 			if !d.AllArgs(&k.CORSOrigin) {
 				return d.ArgErr()
 			}
-		case "always_allow":
-			ranges, err := rangesArgs(d, opt)
-			if err != nil {
-				return err
-			}
-			k.AlwaysAllow = append(k.AlwaysAllow, ranges...)
-		case "exclude":
-			paths, err := pathArgs(d, opt)
-			if err != nil {
-				return err
-			}
-			k.Exclude = append(k.Exclude, paths...)
 		case "exclude_host":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -329,6 +313,19 @@ func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalCaddyfile reads the policy's subdirective opt (always_allow or
+// exclude), on which d is positioned.
+func (p *AccessPolicy) unmarshalCaddyfile(d *caddyfile.Dispenser, opt string) error {
+	if opt == "always_allow" {
+		ranges, err := rangesArgs(d, opt)
+		p.AlwaysAllow = append(p.AlwaysAllow, ranges...)
+		return err
+	}
+	paths, err := pathArgs(d, opt)
+	p.Exclude = append(p.Exclude, paths...)
+	return err
 }
 
 // rangesArgs reads IP ranges and checks them now, so that a typo fails at

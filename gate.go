@@ -9,8 +9,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-
-	"github.com/caddy-knocker/knocker/internal/pathmatch"
 )
 
 func init() {
@@ -26,19 +24,12 @@ func init() {
 // (and trusted_proxies_strict) in the servers global option when Caddy sits
 // behind another proxy.
 type Gate struct {
-	// AlwaysAllow lists IPs and CIDRs let through without a knock; the
-	// shorthand private_ranges expands to the private address ranges.
-	AlwaysAllow []string `json:"always_allow,omitempty"`
-	// Exclude lists path prefixes that bypass the check (matched at segment
-	// boundaries, case-sensitively, after normalisation).
-	Exclude []string `json:"exclude,omitempty"`
+	AccessPolicy
 	// DenyStatus is the HTTP status for a denied request. Default 401.
 	DenyStatus int `json:"deny_status,omitempty"`
 
-	app     *App
-	allow   ipRanges
-	exclude pathmatch.Prefixes
-	logger  *zap.Logger
+	app    *App
+	logger *zap.Logger
 	// errorRoutes: the server has handle_errors routes, which a denial
 	// must reach as a Caddy error.
 	errorRoutes bool
@@ -66,10 +57,7 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.app = app
-	if g.allow, err = parseIPRanges("always_allow", g.AlwaysAllow); err != nil {
-		return err
-	}
-	if g.exclude, err = pathmatch.ParsePrefixes("exclude", g.Exclude); err != nil {
+	if err := g.AccessPolicy.provision(); err != nil {
 		return err
 	}
 	g.errorRoutes = hasErrorRoutes(ctx)
@@ -117,14 +105,14 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if isEarlyData(r) {
 		return g.refuse(w, r, http.StatusTooEarly, errEarlyData)
 	}
-	if len(g.exclude) > 0 && g.exclude.Match(r.URL.EscapedPath()) {
+	if g.excludes(r.URL.EscapedPath()) {
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	ip, ok := g.app.client(r)
 	if !ok {
 		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}
-	if g.allow.contains(ip) || g.app.allowed(ip, now().Unix()) {
+	if g.allows(ip) || g.app.allowed(ip, now().Unix()) {
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)

@@ -31,11 +31,8 @@ func init() {
 type Knock struct {
 	// CORSOrigin is sent as Access-Control-Allow-Origin on /knock. Default *.
 	CORSOrigin string `json:"cors_origin,omitempty"`
-	// AlwaysAllow lists IPs and CIDRs that /verify always admits.
-	AlwaysAllow []string `json:"always_allow,omitempty"`
-	// Exclude lists path prefixes that /verify admits for any host. The path
-	// comes from X-Forwarded-Uri, believed only from a trusted proxy.
-	Exclude []string `json:"exclude,omitempty"`
+	// AccessPolicy is whom /verify admits without a grant.
+	AccessPolicy
 	// ExcludeHosts maps a forwarded host (X-Forwarded-Host, from a trusted
 	// proxy) to path prefixes /verify admits for that host; "*" is any host.
 	ExcludeHosts map[string][]string `json:"exclude_hosts,omitempty"`
@@ -45,8 +42,6 @@ type Knock struct {
 	DisableWeb bool `json:"disable_web,omitempty"`
 
 	app          *App
-	allow        ipRanges
-	exclude      pathmatch.Prefixes
 	excludeHosts map[string]pathmatch.Prefixes
 	logger       *zap.Logger
 }
@@ -73,10 +68,7 @@ func (k *Knock) Provision(ctx caddy.Context) error {
 	if k.CORSOrigin == "" {
 		k.CORSOrigin = "*"
 	}
-	if k.allow, err = parseIPRanges("always_allow", k.AlwaysAllow); err != nil {
-		return err
-	}
-	if k.exclude, err = pathmatch.ParsePrefixes("exclude", k.Exclude); err != nil {
+	if err := k.AccessPolicy.provision(); err != nil {
 		return err
 	}
 	k.excludeHosts = make(map[string]pathmatch.Prefixes, len(k.ExcludeHosts))
@@ -116,49 +108,58 @@ func endpointPath(p string) string {
 	return out
 }
 
+// endpoint serves one route of the knock API. presented is the request's
+// X-Api-Key, which only /knock reads.
+type endpoint func(k *Knock, w http.ResponseWriter, r *http.Request, presented string)
+
+// endpoints are the knock API's routes, by endpointPath.
+var endpoints = map[string]endpoint{
+	"/knock":        (*Knock).serveKnock,
+	"/knock/status": keyless((*Knock).serveStatus),
+	"/verify":       keyless((*Knock).serveVerify),
+	"/health":       keyless((*Knock).serveHealth),
+	"/ready":        keyless((*Knock).serveReady),
+}
+
+func keyless(serve func(*Knock, http.ResponseWriter, *http.Request)) endpoint {
+	return func(k *Knock, w http.ResponseWriter, r *http.Request, _ string) { serve(k, w, r) }
+}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	switch endpointPath(r.URL.Path) {
-	case "/knock":
-		// Read the key, then drop it from the shared header map so that
-		// nothing after this handler sees it. (Access logs record the
-		// headers as they arrived: see the README on their filter.)
-		presented := r.Header.Get("X-Api-Key")
-		r.Header.Del("X-Api-Key")
-		k.serveKnock(w, r, presented)
-		return nil
-	case "/knock/status", "/verify", "/health", "/ready":
-		r.Header.Del("X-Api-Key")
-	default:
-		if strings.HasPrefix(endpointPath(r.URL.Path), "/knock/") {
-			// Answered here, never passed on: a client that sends its key
-			// to a mistyped knock URL must not reach a handler whose
-			// error would put the request headers in Caddy's log.
-			r.Header.Del("X-Api-Key")
-			w.Header().Set("Access-Control-Allow-Origin", k.CORSOrigin)
-			knockapi.WriteError(w, knockapi.NewError(http.StatusNotFound, knockapi.MsgNotFound))
-			return nil
-		}
+	path := endpointPath(r.URL.Path)
+	serve, ok := endpoints[path]
+	if !ok && strings.HasPrefix(path, "/knock/") {
+		// Answered here, never passed on: a client that sends its key to
+		// a mistyped knock URL must not reach a handler whose error would
+		// put the request headers in Caddy's log.
+		serve, ok = (*Knock).serveUnknown, true
+	}
+	if !ok {
 		if !k.DisableWeb && serveWeb(w, r) {
 			return nil
 		}
 		return k.app.passOn(w, k.app.dropKnockerKey(r), next, k.logger)
 	}
-	switch endpointPath(r.URL.Path) {
-	case "/knock/status":
-		k.serveStatus(w, r)
-	case "/verify":
-		k.serveVerify(w, r)
-	case "/health":
-		k.serveHealth(w, r)
-	case "/ready":
-		k.serveReady(w, r)
-	}
+	// Read the key, then drop it from the shared header map so that
+	// nothing after this handler sees it. (Access logs record the headers
+	// as they arrived: see the README on their filter.)
+	presented := r.Header.Get("X-Api-Key")
+	r.Header.Del("X-Api-Key")
+	serve(k, w, r, presented)
 	return nil
 }
 
-// serveKnock writes its own responses rather than returning errors: Caddy's
-// error log would print the request headers, X-Api-Key included.
+// serveUnknown answers a path under /knock/ that is no endpoint.
+func (k *Knock) serveUnknown(w http.ResponseWriter, _ *http.Request, _ string) {
+	w.Header().Set("Access-Control-Allow-Origin", k.CORSOrigin)
+	knockapi.WriteError(w, knockapi.NewError(http.StatusNotFound, knockapi.MsgNotFound))
+}
+
+// serveKnock answers every outcome with the Python Knocker's status codes
+// and JSON bodies, which its clients parse: it writes its responses rather
+// than return Caddy errors (which handle_errors would render as Caddy
+// pages, and whose log entry would print the request headers).
 func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented string) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", k.CORSOrigin)
@@ -300,103 +301,6 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 		zap.Int64("ttl", ttl),
 		zap.String("key", key.name))
 	return knockapi.KnockResponse{WhitelistedEntry: entry, ExpiresAt: expires, ExpiresInSeconds: ttl}, nil
-}
-
-// serveVerify answers a forward-auth request: 200 to admit, 401 to deny,
-// empty body. X-Forwarded-Host and X-Forwarded-Uri count only from a trusted
-// proxy; from anyone else no exclusion applies, so a proxy missing from
-// trusted_proxies cannot open excluded paths to the world.
-func (k *Knock) serveVerify(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
-	if isEarlyData(r) {
-		w.WriteHeader(http.StatusTooEarly)
-		return
-	}
-	if isTrustedProxy(r) && k.excluded(r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Uri")) {
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	ip, ok := k.app.client(r)
-	if ok && (k.allow.contains(ip) || k.app.allowed(ip, now().Unix())) {
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	w.WriteHeader(http.StatusUnauthorized)
-}
-
-func (k *Knock) excluded(forwardedHost, uri string) bool {
-	if uri == "" {
-		return false
-	}
-	if k.exclude.Match(uri) {
-		return true
-	}
-	host := pathmatch.NormalizeHost(forwardedHost)
-	if host == "" {
-		return false
-	}
-	return k.excludeHosts[host].Match(uri) || k.excludeHosts["*"].Match(uri)
-}
-
-// serveStatus answers GET /knock/status for the caller's own address.
-// It sends no CORS header: the web app is same-origin, and another site must
-// not read a visitor's address and grant.
-func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if !allowGet(w, r) {
-		return
-	}
-	if isEarlyData(r) {
-		knockapi.WriteError(w, knockapi.NewError(http.StatusTooEarly, knockapi.MsgTooEarly))
-		return
-	}
-	ip, ok := k.app.client(r)
-	if !ok {
-		knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
-		return
-	}
-	resp := knockapi.StatusResponse{IP: ip.String()}
-	ts := now().Unix()
-	if entry, found, err := k.app.match(ip, ts); err != nil {
-		k.logger.Error("status lookup failed", zap.Error(err))
-		knockapi.WriteError(w, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgUnavailable))
-		return
-	} else if found {
-		name, in := store.FormatPrefix(entry.Prefix), entry.Expires-ts
-		resp.Whitelisted, resp.Entry, resp.ExpiresAt, resp.ExpiresInSeconds = true, &name, &entry.Expires, &in
-	}
-	knockapi.WriteJSON(w, http.StatusOK, resp)
-}
-
-// serveHealth is liveness: no I/O.
-func (k *Knock) serveHealth(w http.ResponseWriter, r *http.Request) {
-	if allowGet(w, r) {
-		knockapi.WriteJSON(w, http.StatusOK, knockapi.HealthResponse{Status: "ok"})
-	}
-}
-
-// serveReady is readiness: the whitelist storage must be usable.
-func (k *Knock) serveReady(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
-	if reason, err := k.app.ready(); err != nil {
-		k.logger.Warn("not ready", zap.String("reason", reason), zap.Error(err))
-		knockapi.WriteJSON(w, http.StatusServiceUnavailable, knockapi.HealthResponse{Status: "unhealthy", Error: reason})
-		return
-	}
-	knockapi.WriteJSON(w, http.StatusOK, knockapi.HealthResponse{Status: "ok"})
-}
-
-func allowGet(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", "GET, HEAD")
-	knockapi.WriteError(w, knockapi.NewError(http.StatusMethodNotAllowed, knockapi.MsgMethod))
-	return false
 }
 
 // Interface guards.
