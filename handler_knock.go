@@ -121,7 +121,8 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	case "/knock":
 		// Read the key, then drop it from the shared header map so that
 		// nothing after this handler sees it. (Access logs record the
-		// headers as they arrived: see the README on their filter.)
+		// headers as they arrived: see docs/configuration.md, "Logging",
+		// on their filter.)
 		presented := r.Header.Get("X-Api-Key")
 		r.Header.Del("X-Api-Key")
 		k.serveKnock(w, r, presented)
