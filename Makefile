@@ -1,4 +1,4 @@
-# Development shortcuts. See README.md.
+# Development shortcuts. See docs/CONTRIBUTING.md.
 .PHONY: run test test-parallel bench release
 
 # The README quickstart: Caddy with the plugin on localhost.

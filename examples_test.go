@@ -5,20 +5,24 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
-// TestExamples keeps examples/ working: each Caddyfile adapts, the JSON
+// TestExamples keeps examples/ working: each Caddyfile adapts without
+// copying a secret from the environment into the adapted config, the JSON
 // example is exactly the homelab Caddyfile adapted, and every config passes
 // Caddy's own validation (provisioning of every module, no start).
 func TestExamples(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("KNOCKER_ADMIN_KEY", "example-admin-secret-0123456789")
-	t.Setenv("KNOCKER_PHONE_KEY", "example-phone-secret-0123456789")
+	secrets := []string{"example-admin-secret-0123456789", "example-phone-secret-0123456789", "example-own-secret-0123456789"}
+	t.Setenv("KNOCKER_ADMIN_KEY", secrets[0])
+	t.Setenv("KNOCKER_PHONE_KEY", secrets[1])
+	t.Setenv("KNOCKER_KEY", secrets[2]) // the variable the quickstart tells users to set
 
 	configs := map[string][]byte{}
 	caddyfiles, _ := filepath.Glob("examples/*.Caddyfile")
@@ -30,9 +34,21 @@ func TestExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// {$NAME} is substituted by the adapter, so a secret read that way
+		// lands in Caddy's autosave file: examples use {env.NAME}.
+		for i, line := range strings.Split(string(src), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "#") && strings.Contains(line, "{$") {
+				t.Errorf("%s:%d uses a {$NAME} substitution; use a runtime placeholder such as {env.NAME}", file, i+1)
+			}
+		}
 		out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": file})
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
+		}
+		for _, secret := range secrets {
+			if strings.Contains(string(out), secret) {
+				t.Errorf("%s: the adapted config (what Caddy autosaves) contains a secret from the environment", file)
+			}
 		}
 		for _, w := range warnings {
 			t.Errorf("%s:%d: adapt warning: %s", file, w.Line, w.Message)

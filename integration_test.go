@@ -594,7 +594,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // let the file writers flush
 
 	// caddy.log has no filter: knock errors never reach Caddy's error log.
-	// access.log uses the filter the README prescribes for access logs.
+	// access.log uses the filter docs/configuration.md ("Logging") prescribes for access logs.
 	logs := h.readFile("caddy.log") + h.readFile("access.log")
 	if !strings.Contains(logs, "knock granted") || !strings.Contains(logs, `"status":403`) || !strings.Contains(logs, `"uri":"/verify"`) {
 		t.Fatalf("the logs do not show the knocks; the search below would prove nothing:\n%s", logs)

@@ -143,7 +143,8 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	// Read the key, then drop it from the shared header map so that
 	// nothing after this handler sees it. (Access logs record the headers
-	// as they arrived: see the README on their filter.)
+	// as they arrived: see docs/configuration.md, "Logging", on their
+	// filter.)
 	presented := r.Header.Get("X-Api-Key")
 	r.Header.Del("X-Api-Key")
 	serve(k, w, r, presented)

@@ -107,7 +107,7 @@ done
 step "end-to-end test on the xcaddy-built binary"
 KNOCKER_E2E_CADDY="$work/caddy" go test -count=1 -run TestQuickstartEndToEnd ./cmd/caddy/
 
-step "benchmarks, one iteration each (figures: see README)"
+step "benchmarks, one iteration each (figures: see BENCHMARKS.md and docs/CONTRIBUTING.md)"
 go test -run '^$' -bench . -benchtime 1x ./... >"$work/bench.txt" || { cat "$work/bench.txt"; exit 1; }
 grep -c '^Benchmark' "$work/bench.txt" | xargs printf '%s benchmarks ran\n'
 

@@ -13,11 +13,12 @@ import (
 	"github.com/caddy-knocker/knocker/internal/testports"
 )
 
-// TestKeyRotation checks the rotation procedure the README gives, on the
-// built binary: a changed {file.*} secret takes effect with
-// `caddy reload --force` (a plain reload sees an unchanged config: the
-// placeholder is resolved at provision time, so the adapted JSON is the
-// same), and an admin knock with "ttl": 1 ends a grant the old key made.
+// TestKeyRotation checks the rotation procedure docs/configuration.md
+// gives ("Rotating a key"), on the built binary: a changed {file.*} secret
+// takes effect with `caddy reload --force` (a plain reload sees an
+// unchanged config: the placeholder is resolved at provision time, so the
+// adapted JSON is the same), and an admin knock with "ttl": 1 ends a grant
+// the old key made.
 func TestKeyRotation(t *testing.T) {
 	bin := caddyBinary(t)
 	home, dir := t.TempDir(), t.TempDir()
@@ -89,7 +90,7 @@ http://:%d {
 	write(secret, newKey+"\n")
 	reload()
 	if code := knock(oldKey, "203.0.113.191"); code != http.StatusOK {
-		t.Fatalf("after a plain reload the old key got %d: Caddy now reloads a changed {file.*} secret; update the README's rotation procedure", code)
+		t.Fatalf("after a plain reload the old key got %d: Caddy now reloads a changed {file.*} secret; update the rotation procedure in docs/configuration.md", code)
 	}
 	reload("--force")
 	if code := knock(oldKey, "203.0.113.192"); code != http.StatusUnauthorized {
@@ -118,6 +119,6 @@ http://:%d {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(logs), `"entry":"203.0.113.190","ttl":3600,"key":"phone"`) {
-		t.Fatalf("the log names no key in its knock lines, so the README's way to find a key's grants does not work:\n%s", logs)
+		t.Fatalf("the log names no key in its knock lines, so the documented way (docs/configuration.md) to find a key's grants does not work:\n%s", logs)
 	}
 }
