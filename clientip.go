@@ -57,7 +57,7 @@ func (a *App) resolveClient(r *http.Request) resolvedClient {
 	}
 	if trusted {
 		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
-			if _, warned := a.laxServers.LoadOrStore(srv, true); !warned {
+			if _, warned := a.run.laxServers.LoadOrStore(srv, true); !warned {
 				a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
 					zap.Strings("listen", srv.Listen))
 			}

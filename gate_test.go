@@ -33,8 +33,8 @@ func newBenchGate(b testing.TB) *Gate {
 	if _, err := s.Grant(netip.MustParsePrefix("203.0.113.7/32"), time.Now().Unix()+3600); err != nil {
 		b.Fatal(err)
 	}
-	app := &App{appState: new(appState)}
-	app.st.Store(s)
+	app := &App{run: new(appState)}
+	app.run.st.Store(s)
 	return &Gate{app: app, DenyStatus: http.StatusUnauthorized, logger: zap.NewNop(), errorRoutes: true}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/caddy-knocker/knocker/internal/knockapi"
 	"github.com/caddy-knocker/knocker/internal/limiter"
 	"github.com/caddy-knocker/knocker/internal/pathmatch"
+	"github.com/caddy-knocker/knocker/internal/webapp"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -136,7 +137,7 @@ func (k *Knock) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		serve, ok = (*Knock).serveUnknown, true
 	}
 	if !ok {
-		if !k.DisableWeb && serveWeb(w, r) {
+		if !k.DisableWeb && webapp.Serve(w, r) {
 			return nil
 		}
 		return k.app.passOn(w, k.app.dropKnockerKey(r), next, k.logger)

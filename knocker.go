@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,11 +28,6 @@ import (
 func init() {
 	caddy.RegisterModule(App{})
 }
-
-const (
-	defaultMaxEntries      = 10000
-	defaultCleanupInterval = 60 * time.Second
-)
 
 // App is the knocker app: the whitelist, the API keys and the knock rate
 // limiter that the knock and knocker handlers share. Its state survives
@@ -65,7 +59,7 @@ type App struct {
 	limiter *limiter.Limiter
 	fw      firewall.Backend // nil without a firewall
 	logger  *zap.Logger
-	*appState
+	run     *appState // nil until Provision
 }
 
 // appState is what the app holds at run time, behind a pointer so that the
@@ -87,66 +81,6 @@ type appState struct {
 	readyErr error
 }
 
-// stores holds one open store per whitelist path, reference-counted by the
-// configs that use it, so a reload hands the same grants to the new config.
-var stores = caddy.NewUsagePool()
-
-// limiters holds the knock limiter, kept across reloads for the same reason.
-var limiters = caddy.NewUsagePool()
-
-const limiterKey = "knock"
-
-type pooledStore struct{ *store.Store }
-
-// sweeps holds, per whitelist path, the cleanup_interval of every config
-// holding the store. The store sweeps at the shortest of them, and a config
-// stops counting when it is cleaned up: a reload that fails (Caddy rolls
-// back to the running config) leaves the running config's interval.
-var sweeps struct {
-	mu     sync.Mutex
-	byPath map[string]map[*appState]time.Duration
-}
-
-// holdSweep records holder's interval for path and applies the shortest
-// one held to s.
-func holdSweep(path string, holder *appState, interval time.Duration, s *store.Store) {
-	sweeps.mu.Lock()
-	defer sweeps.mu.Unlock()
-	if sweeps.byPath == nil {
-		sweeps.byPath = map[string]map[*appState]time.Duration{}
-	}
-	if sweeps.byPath[path] == nil {
-		sweeps.byPath[path] = map[*appState]time.Duration{}
-	}
-	sweeps.byPath[path][holder] = interval
-	s.SetCleanupInterval(shortestSweep(path))
-}
-
-// releaseSweep forgets holder's interval for path and applies the shortest
-// of those still held to s.
-func releaseSweep(path string, holder *appState, s *store.Store) {
-	sweeps.mu.Lock()
-	defer sweeps.mu.Unlock()
-	delete(sweeps.byPath[path], holder)
-	if len(sweeps.byPath[path]) == 0 {
-		delete(sweeps.byPath, path)
-		return
-	}
-	s.SetCleanupInterval(shortestSweep(path))
-}
-
-func shortestSweep(path string) time.Duration {
-	var shortest time.Duration
-	for _, d := range sweeps.byPath[path] {
-		if shortest == 0 || d < shortest {
-			shortest = d
-		}
-	}
-	return shortest
-}
-
-func (p pooledStore) Destruct() error { return p.Close() }
-
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -160,7 +94,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // `caddy validate` works while another Caddy holds the file.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.appState = new(appState)
+	a.run = new(appState)
 	repl := caddy.NewReplacer()
 
 	ring, warnings, err := newKeyring(a.Keys, repl)
@@ -171,49 +105,31 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, w := range warnings {
 		a.logger.Warn(w)
 	}
-
-	if a.MaxEntries < 0 {
-		return fmt.Errorf("max_entries: must be positive, got %d", a.MaxEntries)
+	if err := a.provisionStorage(repl); err != nil {
+		return err
 	}
-	if a.MaxEntries == 0 {
-		a.MaxEntries = defaultMaxEntries
-	}
-	if a.CleanupInterval < 0 || a.CleanupInterval > 0 && time.Duration(a.CleanupInterval) < time.Second {
-		return fmt.Errorf("cleanup_interval: must be at least 1s, got %s", time.Duration(a.CleanupInterval))
-	}
-	if a.CleanupInterval == 0 {
-		a.CleanupInterval = caddy.Duration(defaultCleanupInterval)
-	}
-
-	a.path = filepath.Join(caddy.AppDataDir(), "knocker", "whitelist.json")
-	if a.WhitelistFile != "" {
-		p, err := repl.ReplaceOrErr(a.WhitelistFile, true, true)
-		if err != nil {
-			return fmt.Errorf("whitelist_file: %v", err)
-		}
-		if a.path, err = filepath.Abs(p); err != nil {
-			return fmt.Errorf("whitelist_file: %v", err)
-		}
-	}
-
 	if a.limits, err = a.RateLimit.limits(); err != nil {
 		return err
 	}
-
 	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return limiter.New(), nil })
 	a.limiter = v.(*limiter.Limiter)
+	return a.provisionFirewall(ctx)
+}
 
-	if a.FirewallRaw != nil {
-		v, err := ctx.LoadModule(a, "FirewallRaw")
-		if err != nil {
-			return fmt.Errorf("firewall: %w", err)
-		}
-		fw, ok := v.(firewall.Backend)
-		if !ok {
-			return fmt.Errorf("firewall: module %T is not a firewall backend", v)
-		}
-		a.fw = fw
+// provisionFirewall loads the firewall backend, if one is configured.
+func (a *App) provisionFirewall(ctx caddy.Context) error {
+	if a.FirewallRaw == nil {
+		return nil
 	}
+	v, err := ctx.LoadModule(a, "FirewallRaw")
+	if err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	fw, ok := v.(firewall.Backend)
+	if !ok {
+		return fmt.Errorf("firewall: module %T is not a firewall backend", v)
+	}
+	a.fw = fw
 	return nil
 }
 
@@ -251,30 +167,30 @@ func (a *App) Stop() error {
 // Cleanup releases this config's hold on the store and limiter; the last
 // holder closes the store, which writes a compact snapshot.
 func (a *App) Cleanup() error {
-	if a.appState == nil { // Provision failed early
+	if a.run == nil { // Provision failed early
 		return nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.released = true
+	a.run.mu.Lock()
+	defer a.run.mu.Unlock()
+	a.run.released = true
 	var errs []error
-	if a.acquired {
-		a.acquired = false
+	if a.run.acquired {
+		a.run.acquired = false
 		// The pointer stays: requests of this config may still be in
 		// flight after a reload. They keep using the store, which the new
 		// config holds open; after a final shutdown a closed store still
 		// answers lookups from memory and refuses grants (ErrClosed).
-		if s := a.st.Load(); s != nil {
-			releaseSweep(a.poolKey, a.appState, s)
+		if s := a.run.st.Load(); s != nil {
+			releaseSweep(a.run.poolKey, a.run, s)
 		}
-		if _, err := stores.Delete(a.poolKey); err != nil {
+		if _, err := stores.Delete(a.run.poolKey); err != nil {
 			errs = append(errs, fmt.Errorf("closing whitelist %s: %v", a.path, err))
 		}
 	}
 	// The limiter pointer stays: a request of this config may still be in
 	// flight after a reload's grace period.
-	if a.limiter != nil && !a.limiterReleased {
-		a.limiterReleased = true
+	if a.limiter != nil && !a.run.limiterReleased {
+		a.run.limiterReleased = true
 		if _, err := limiters.Delete(limiterKey); err != nil {
 			errs = append(errs, err)
 		}
@@ -282,51 +198,9 @@ func (a *App) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// openStore returns the store, opening it if Start has not yet run: Caddy
-// starts apps in random order, so the HTTP server may serve a request
-// before this app's Start.
-func (a *App) openStore() (*store.Store, error) {
-	if s := a.st.Load(); s != nil {
-		return s, nil
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if s := a.st.Load(); s != nil {
-		return s, nil
-	}
-	if a.released {
-		return nil, errors.New("knocker app was cleaned up")
-	}
-	// Keyed by the resolved path, so that two names for one file (a reload
-	// that switches to a symlink) share the store instead of colliding on
-	// its lock.
-	key := store.ResolvePath(a.path)
-	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s, err := store.Open(store.Options{
-			Path:            a.path,
-			MaxEntries:      a.MaxEntries,
-			CleanupInterval: time.Duration(a.CleanupInterval),
-			Now:             now,
-			Logger:          newLongLivedLogger("knocker.store"),
-		})
-		if err != nil {
-			return nil, err
-		}
-		return pooledStore{s}, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening whitelist: %w", err)
-	}
-	s := v.(pooledStore).Store
-	holdSweep(key, a.appState, time.Duration(a.CleanupInterval), s)
-	a.poolKey, a.acquired = key, true
-	a.st.Store(s)
-	return s, nil
-}
-
 // allowed reports whether ip holds an active grant. It fails closed.
 func (a *App) allowed(ip netip.Addr, now int64) bool {
-	s := a.st.Load()
+	s := a.run.st.Load()
 	if s == nil {
 		var err error
 		if s, err = a.openStore(); err != nil {
@@ -346,13 +220,6 @@ func now() time.Time {
 	}
 	return time.Now().Add(time.Duration(clockOffset.Load()))
 }
-
-// Interface guards.
-var (
-	_ caddy.App          = (*App)(nil)
-	_ caddy.Provisioner  = (*App)(nil)
-	_ caddy.CleanerUpper = (*App)(nil)
-)
 
 // grant whitelists p until expires, durably, as a grant of key.
 func (a *App) grant(p netip.Prefix, expires int64, key *apiKey) (store.GrantResult, error) {
@@ -404,11 +271,18 @@ func (a *App) ready() (reason string, err error) {
 // second and one at a time: /ready is public, and each check costs D-Bus
 // calls that knocks also need.
 func (a *App) firewallReady() error {
-	a.readyMu.Lock()
-	defer a.readyMu.Unlock()
-	if time.Since(a.readyAt) < time.Second {
-		return a.readyErr
+	a.run.readyMu.Lock()
+	defer a.run.readyMu.Unlock()
+	if time.Since(a.run.readyAt) < time.Second {
+		return a.run.readyErr
 	}
-	a.readyErr, a.readyAt = a.fw.Ready(), time.Now()
-	return a.readyErr
+	a.run.readyErr, a.run.readyAt = a.fw.Ready(), time.Now()
+	return a.run.readyErr
 }
+
+// Interface guards.
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

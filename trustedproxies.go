@@ -51,7 +51,7 @@ func (a *App) inTrustedProxies(r *http.Request, ip netip.Addr) (inside, ok bool)
 	if srv == nil {
 		return false, false
 	}
-	v, found := a.proxySources.Load(srv)
+	v, found := a.run.proxySources.Load(srv)
 	if !found {
 		src, err := proxySource(srv)
 		if err != nil {
@@ -60,7 +60,7 @@ func (a *App) inTrustedProxies(r *http.Request, ip netip.Addr) (inside, ok bool)
 		} else {
 			v = proxySourceOf{src}
 		}
-		v, _ = a.proxySources.LoadOrStore(srv, v)
+		v, _ = a.run.proxySources.LoadOrStore(srv, v)
 	}
 	src, readable := v.(proxySourceOf)
 	if !readable {

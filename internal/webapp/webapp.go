@@ -1,4 +1,6 @@
-package knocker
+// Package webapp is the knock web app: plain HTML, CSS and JS embedded in
+// the binary, so it works on an offline LAN and needs no build step.
+package webapp
 
 import (
 	"crypto/sha256"
@@ -10,9 +12,6 @@ import (
 	"strconv"
 )
 
-// The web app: plain HTML, CSS and JS embedded in the binary, so it works on
-// an offline LAN and needs no build step.
-//
 //go:embed web/index.html web/app.js web/app.css web/sw.js web/manifest.webmanifest web/icon.svg web/icon-192.png web/icon-512.png
 var webFiles embed.FS
 
@@ -58,9 +57,9 @@ func loadWebAssets() map[string]webAsset {
 	return assets
 }
 
-// serveWeb serves a web app file for GET and HEAD; it reports false when the
+// Serve serves a web app file for GET and HEAD; it reports false when the
 // request is not for one.
-func serveWeb(w http.ResponseWriter, r *http.Request) bool {
+func Serve(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
