@@ -35,7 +35,7 @@ func init() {
 // the same whitelist file, and a reload never re-reads the file.
 type App struct {
 	// WhitelistFile is where grants persist. Default:
-	// <Caddy data dir>/knocker/whitelist.json. The original service's
+	// <Caddy data dir>/knocker/whitelist.json. The Python Knocker's
 	// whitelist.json can be used as is.
 	WhitelistFile string `json:"whitelist_file,omitempty"`
 	// MaxEntries bounds the whitelist. When it is full, a new grant evicts

@@ -15,7 +15,7 @@ import (
 // firewalld:
 //
 //   - knock latency: PrepareGrant (one port, over D-Bus) against the same
-//     rule added by running firewall-cmd (the original's way), median of n
+//     rule added by running firewall-cmd (the Python Knocker's way), median of n
 //     each, interleaved;
 //   - the time from a firewalld reload to every rule back, at m active
 //     grants.

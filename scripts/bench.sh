@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh - the load benchmark (issue 5), one command:
+# bench.sh - the load benchmark, one command:
 #   installs wrk (as root, from Debian's packages), builds cmd/caddy with
 #   -trimpath, runs cmd/knocker-bench, which starts Caddy on 127.0.0.1 only,
 #   measures (a) unprotected, (b) knocker whitelisted, (c) knocker deny path,

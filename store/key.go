@@ -8,18 +8,18 @@ import (
 	"strings"
 )
 
-// errUnsupportedKey marks keys the original service could write but that
+// errUnsupportedKey marks keys the Python Knocker could write but that
 // have no safe meaning here; the snapshot loader skips them with a warning
 // instead of failing:
 //   - zone-scoped addresses ("fe80::1%eth0"): zones only make sense on one
 //     host's links;
-//   - IPv4-mapped IPv6 ranges ("::ffff:0:0/96"): the original never unmapped
+//   - IPv4-mapped IPv6 ranges ("::ffff:0:0/96"): the Python Knocker never unmapped
 //     addresses, so such a range only matched clients seen as mapped IPv6,
 //     which never happens for IPv4 clients here; converting it to IPv4 would
 //     change its meaning and could widen it to all of IPv4.
 var errUnsupportedKey = errors.New("not supported")
 
-// FormatPrefix returns the canonical text of an entry key, as the original
+// FormatPrefix returns the canonical text of an entry key, as the Python Knocker
 // service wrote it: a bare address for single hosts (/32, /128), otherwise
 // "network/bits". IPv6 is compressed and lower-case (RFC 5952).
 func FormatPrefix(p netip.Prefix) string {
@@ -33,7 +33,7 @@ func appendPrefix(dst []byte, p netip.Prefix) []byte {
 	return p.AppendTo(dst)
 }
 
-// ParseEntryKey parses a whitelist key as written by the original service
+// ParseEntryKey parses a whitelist key as written by the Python Knocker
 // and returns it in canonical form ([CanonicalPrefix] holds for the result).
 // It accepts an address ("203.0.113.7", "2001:db8::1") or "address/bits";
 // host bits are masked off ("192.168.1.77/24" is 192.168.1.0/24), and an

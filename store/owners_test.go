@@ -73,7 +73,7 @@ func TestEvictionOnlyOfTheGrantersOwnEntries(t *testing.T) {
 	}
 }
 
-// With one owner (or none) the original's rule holds: the soonest-expiring
+// With one owner (or none) the Python Knocker's rule holds: the soonest-expiring
 // entry is evicted.
 func TestEvictionWithOneOwnerIsTheOriginals(t *testing.T) {
 	for _, owner := range []string{"", "phone"} {
@@ -139,7 +139,7 @@ func TestOwnersPersist(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Contains(string(snap), "phone") || !strings.Contains(string(snap), `"10.0.3.1": 1795305700`) {
-		t.Fatalf("the snapshot is not the original's format:\n%s", snap)
+		t.Fatalf("the snapshot is not the Python Knocker's format:\n%s", snap)
 	}
 	meta, err := os.ReadFile(e.path + metaSuffix)
 	if err != nil || !strings.Contains(string(meta), "10.0.3.1 key=\"phone\"\n") || strings.Contains(string(meta), "10.0.3.2") {

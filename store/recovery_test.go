@@ -478,7 +478,7 @@ func TestJournalEntriesExpiredWhileDown(t *testing.T) {
 	}
 }
 
-// Keys the original could write but that have no meaning here are skipped,
+// Keys the Python Knocker could write but that have no meaning here are skipped,
 // each logged with its own reason.
 func TestUnsupportedKeysLogTheirReason(t *testing.T) {
 	e := newEnv(t)

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// The snapshot is the original service's whitelist.json: one JSON object
+// The snapshot is the Python Knocker's whitelist.json: one JSON object
 // mapping canonical keys to integer unix expiries, 2-space indented, keys
 // sorted, no trailing newline.
 
@@ -23,7 +23,7 @@ func writeSnapshot(path string, recs []keyExp) (int64, error) {
 	return n, nil
 }
 
-// encodeSnapshot writes recs in the original service's format, as Python's
+// encodeSnapshot writes recs in the Python Knocker's format, as Python's
 // json.dump(..., indent=2, sort_keys=True) would, and returns the byte
 // count. Write errors are left for the caller's Flush to report.
 func encodeSnapshot(w *bufio.Writer, recs []keyExp) int64 {

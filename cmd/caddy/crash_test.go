@@ -54,11 +54,11 @@ type ack struct {
 	expiresAt int64
 }
 
-// TestCrashSafety (issue 6 item 1, without the firewalld part): concurrent
+// TestCrashSafety, without the firewalld part: concurrent
 // knockers, kill -9 at a random moment, restart on the same whitelist file.
 // Every knock answered 200 must be admitted after the restart with the expiry
 // it was answered with, the files must always load, and after a final clean
-// stop whitelist.json must be the original format holding every grant.
+// stop whitelist.json must be in the Python Knocker's format, holding every grant.
 func TestCrashSafety(t *testing.T) {
 	bin := caddyBinary(t)
 	home, dir := t.TempDir(), t.TempDir()

@@ -111,7 +111,7 @@ const (
 	fdTolerance        = 10
 )
 
-// TestReloadStorm (issue 6 item 2): 50 reloads with changing configs while
+// TestReloadStorm: 50 reloads with changing configs while
 // verifiers and knockers run. Zero wrong decisions, zero grants lost, no
 // goroutine or fd growth.
 func TestReloadStorm(t *testing.T) {

@@ -28,7 +28,7 @@ var cases = []struct {
 	{"a", "unprotected", `respond "ok", no gate`},
 	{"b", "knocker, whitelisted", "the knocker gate in-process; the client holds a grant, among the other grants"},
 	{"c", "knocker, not whitelisted", "the knocker gate in-process; the client holds no grant: every answer is 401 (the deny path)"},
-	{"d", "forward_auth → /verify", "Caddy's forward_auth to the plugin's own GET /verify on another loopback site of the same Caddy (the original's architecture at its best); client whitelisted"},
+	{"d", "forward_auth → /verify", "Caddy's forward_auth to the plugin's own GET /verify on another loopback site of the same Caddy (the Python Knocker's architecture at its best); client whitelisted"},
 }
 
 type ports struct{ a, b, knock, d, admin int }
@@ -164,7 +164,7 @@ http://:%[6]d {
 	knock
 }
 
-# (d) forward_auth to the knock site's /verify (the original's architecture)
+# (d) forward_auth to the knock site's /verify (the Python Knocker's architecture)
 http://:%[7]d {
 	forward_auth 127.0.0.1:%[6]d {
 		uri /verify

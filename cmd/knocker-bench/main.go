@@ -1,6 +1,6 @@
 //go:build linux
 
-// Command knocker-bench is the load benchmark of Knocker for Caddy (issue 5).
+// Command knocker-bench is the load benchmark of Knocker for Caddy.
 //
 // It starts a Caddy binary built with the plugin on loopback only, drives it
 // with wrk, and writes BENCHMARKS.md and BENCHMARKS.svg at the repository
@@ -15,7 +15,7 @@
 //     (a) unprotected, (b) behind the knocker gate for a whitelisted client
 //     with 100,000 other grants stored, (c) behind the gate for a client
 //     that is not whitelisted (401s), (d) behind forward_auth to the
-//     plugin's own GET /verify (the original's architecture);
+//     plugin's own GET /verify (the Python Knocker's architecture);
 //   - durable knocks/s with 100 and 100,000 grants stored, at concurrency 1
 //     and 32;
 //   - start-up time and resident memory with 0, 100,000 and 1,000,000 grants;

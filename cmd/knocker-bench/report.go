@@ -192,8 +192,8 @@ func (b *bench) markdown(goals []goal) string {
 		p("- In this run, during (a) Caddy used %.0f%% and wrk %.0f%% of one core (of %d00%%): %s.", 100*a.CaddyCPU, 100*a.WrkCPU, m.Cores, verdict)
 	}
 	p("- Client addresses come through `X-Forwarded-For` (wrk `-H`) from the loopback peer, which the servers trust (`trusted_proxies static 127.0.0.1/32 ::1/128`, `trusted_proxies_strict`). Whitelisted client: `%s`; client without grant: `%s`.", clientAllowed, clientDenied)
-	p("- The store of (b)-(d) holds %s other grants (%s) and the client's, written to the whitelist file (the original's format) before Caddy starts.", fmtCount(o.grantsOther), grantMix)
-	p("- (d) is the original's architecture at its best: Go instead of Python, `/verify` served by the same Caddy on another loopback port, over forward_auth's kept-alive upstream connections. The original also paid a container network hop and a Python service, so the real gain over it is larger than b/d.")
+	p("- The store of (b)-(d) holds %s other grants (%s) and the client's, written to the whitelist file (the Python Knocker's format) before Caddy starts.", fmtCount(o.grantsOther), grantMix)
+	p("- (d) is the Python Knocker's architecture at its best: Go instead of Python, `/verify` served by the same Caddy on another loopback port, over forward_auth's kept-alive upstream connections. The Python Knocker also paid a container network hop and a Python service, so the real gain over it is larger than b/d.")
 	p("")
 	p("<details><summary>Caddyfile of the run (ports, admin API and whitelist file chosen by the benchmark)</summary>")
 	p("")

@@ -70,7 +70,7 @@ func canonical(p netip.Prefix) string {
 	return p.Masked().String()
 }
 
-// writeWhitelist writes a whitelist file in the original's format (a JSON
+// writeWhitelist writes a whitelist file in the Python Knocker's format (a JSON
 // object of canonical entry to unix expiry) with n generated grants, plus an
 // exact grant for each of extra.
 func writeWhitelist(path string, n int, now int64, extra ...string) error {

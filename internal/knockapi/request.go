@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits and messages of the knock API. The messages are the original
+// Limits and messages of the knock API. The messages are the Python Knocker's
 // service's, so that existing clients show the same text.
 const (
 	MaxBody = 4096
@@ -63,10 +63,10 @@ type Request struct {
 
 var jsonInteger = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
 
-// ParseBody applies the original's body rules (behaviour spec §4.2)
+// ParseBody applies the Python Knocker's body rules
 // with Go's JSON leniencies removed: field names are case-sensitive, unknown
 // fields, trailing data and invalid UTF-8 are errors, and ttl must be an
-// integer literal. Errors are chosen with the original's precedence: a bad
+// integer literal. Errors are chosen with the Python Knocker's precedence: a bad
 // ttl, then an over-long ip_address, then a bad ip_address, then anything else.
 func ParseBody(contentType string, body []byte) (Request, *Error) {
 	var req Request
@@ -104,7 +104,7 @@ func ParseBody(contentType string, body []byte) (Request, *Error) {
 	var ttlErr, ipTooLong, ipErr bool
 	var ipDetail error
 	unknown := ""
-	for _, f := range fields { // duplicate names: the last one wins, as in the original
+	for _, f := range fields { // duplicate names: the last one wins, as in the Python Knocker
 		v := string(f.value)
 		switch f.name {
 		case "ttl":

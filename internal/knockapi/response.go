@@ -7,7 +7,7 @@ import (
 	"strconv"
 )
 
-// KnockResponse is the original's success body.
+// KnockResponse is the Python Knocker's success body.
 type KnockResponse struct {
 	WhitelistedEntry string `json:"whitelisted_entry"`
 	ExpiresAt        int64  `json:"expires_at"`

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Width limits for remote grants, as in the original service: at most 65,536
+// Width limits for remote grants, as in the Python Knocker: at most 65,536
 // IPv4 addresses, and at least a /64 for IPv6.
 const (
 	minIPv4Bits = 16
@@ -51,7 +51,7 @@ func ParseTarget(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(addr, bits).Masked(), nil
 }
 
-// TooBroad reports whether a grant covers more than the original allowed:
+// TooBroad reports whether a grant covers more than the Python Knocker allowed:
 // more than 65,536 IPv4 addresses, or more than an IPv6 /64.
 // An IPv6 prefix that overlaps one of these ranges also stands for IPv4
 // addresses, which it must not cover more of than an IPv4 grant may.

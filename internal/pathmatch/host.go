@@ -7,7 +7,7 @@ import (
 
 // NormalizeHost reduces a Host or X-Forwarded-Host value to a lower-case host
 // name without port or brackets, taking the first of a comma-separated list.
-// Values with userinfo are refused (""), unlike the original, which read
+// Values with userinfo are refused (""), unlike the Python Knocker, which read
 // "evil.com@good.com" as good.com; an unbracketed IPv6 address stays whole.
 func NormalizeHost(s string) string {
 	s, _, _ = strings.Cut(s, ",")

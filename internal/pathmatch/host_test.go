@@ -8,13 +8,13 @@ func TestNormalizeHost(t *testing.T) {
 		"example.com.":      "example.com",
 		"[::1]:80":          "::1",
 		"[2001:DB8::1]":     "2001:db8::1",
-		"2001:db8::1":       "2001:db8::1", // the original broke this into "2001"
+		"2001:db8::1":       "2001:db8::1", // the Python Knocker broke this into "2001"
 		"a.com, b.com":      "a.com",
 		" a.com ":           "a.com",
 		"*":                 "*",
 		"":                  "",
 		",":                 "",
-		"evil.com@good.com": "", // the original read this as good.com
+		"evil.com@good.com": "", // the Python Knocker read this as good.com
 		"[::1":              "",
 		"a b":               "",
 	} {

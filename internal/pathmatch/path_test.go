@@ -2,7 +2,7 @@ package pathmatch
 
 import "testing"
 
-// The original service's normalisation table (behaviour spec §7.2).
+// The Python Knocker's normalisation table.
 func TestNormalizePathOriginalTable(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", "/"},
@@ -40,7 +40,7 @@ func TestNormalizePathOriginalTable(t *testing.T) {
 }
 
 // Exclusion decisions against the prefix /api/status. Paths that servers
-// may read differently never match (stricter than the original, which
+// may read differently never match (stricter than the Python Knocker, which
 // admitted the rows marked "original: excluded").
 func TestPathPrefixesMatch(t *testing.T) {
 	ps, err := ParsePrefixes("exclude", []string{"/api/status"})
