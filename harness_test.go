@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-knocker/knocker/internal/testcaddy"
 	"github.com/caddy-knocker/knocker/internal/testports"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // Secrets of the test keys. They reach Caddy through {env.*} placeholders,
@@ -46,41 +47,18 @@ const (
 	untrustedIP4 = "127.0.0.2" // another loopback address, not trusted
 )
 
-// caddyConfig is the test Caddyfile. %[1]s is the state directory, %[2]s
-// extra lines for the knocker global option, %[3]s the site body, %[4]s
-// further site blocks; %[5]d, %[6]d and %[7]d are the admin, HTTP and HTTPS
-// ports.
-const caddyConfig = `{
-	admin localhost:%[5]d
-	http_port %[6]d
-	https_port %[7]d
-	skip_install_trust
-	default_bind 127.0.0.1 [::1]
-	grace_period 1s
-	log {
-		output file %[1]s/caddy.log
-		level DEBUG
-	}
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		trusted_proxies_strict
-	}
-	knocker {
-		whitelist_file %[1]s/state/whitelist.json
-		key admin {env.KNOCKER_TEST_ADMIN} {
-			max_ttl 1h
-			allow_remote_whitelist
-		}
-		key phone {env.KNOCKER_TEST_PHONE} {
-			max_ttl 4h
-		}
-		key guest {env.KNOCKER_TEST_GUEST} {
-			max_ttl 10m
-		}
-		%[2]s
-	}
+// testKeys are the knocker keys of every test config, with the secrets
+// above (setKeyEnv).
+var testKeys = []testutil.Key{
+	{Name: "admin", Secret: "{env.KNOCKER_TEST_ADMIN}", MaxTTL: "1h", AllowRemoteWhitelist: true},
+	{Name: "phone", Secret: "{env.KNOCKER_TEST_PHONE}", MaxTTL: "4h"},
+	{Name: "guest", Secret: "{env.KNOCKER_TEST_GUEST}", MaxTTL: "10m"},
 }
-http://:%[6]d {
+
+// testSites follows the global options of the test Caddyfile (config).
+// %[1]s is the state directory, %[2]d the HTTP port, %[3]s the site body,
+// %[4]s further site blocks.
+const testSites = `http://:%[2]d {
 	log {
 		output file %[1]s/access.log
 		level DEBUG
@@ -151,9 +129,27 @@ func startWith(t *testing.T, cfg string) {
 	}
 }
 
+// config is the test Caddyfile: the state in dir, knockerExtra as further
+// lines of the knocker global option, site as the body of the site on
+// httpPort, then further site blocks.
 func config(t *testing.T, dir, knockerExtra, site string, sites ...string) string {
-	return fmt.Sprintf(caddyConfig, dir, knockerExtra, site, strings.Join(sites, "\n"),
-		testcaddy.AdminPort(t), httpPort, httpsPort)
+	global := testutil.Preamble{
+		Admin:            testcaddy.AdminAddress(t),
+		HTTPPort:         httpPort,
+		HTTPSPort:        httpsPort,
+		SkipInstallTrust: true,
+		DefaultBind:      "127.0.0.1 [::1]",
+		GracePeriod:      "1s",
+		LogFile:          dir + "/caddy.log",
+		LogLevel:         "DEBUG",
+		TrustedProxies:   "127.0.0.1/32",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: dir + "/state/whitelist.json",
+			Keys:          testKeys,
+			Extra:         knockerExtra,
+		},
+	}
+	return global.String() + fmt.Sprintf(testSites, dir, httpPort, site, strings.Join(sites, "\n"))
 }
 
 // freezeClock stops knocker's clock at at for the rest of the test (or
@@ -248,16 +244,8 @@ func doRequest(t *testing.T, req request) response {
 	for k, v := range req.headers {
 		r.Header.Set(k, v)
 	}
-	resp, err := client.Do(r)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, req.path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	resp := testutil.MustDo(t, client, r)
+	return response{status: resp.Status, header: resp.Header, body: resp.Body}
 }
 
 // knock POSTs /knock for client with key and an optional JSON body.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-knocker/knocker/internal/limiter"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // rawStatus sends a request line exactly as given (Go's client would clean
@@ -308,13 +308,8 @@ func TestTrustedProxiesUnix(t *testing.T) {
 		if key != "" {
 			req.Header.Set("X-Api-Key", key)
 		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		resp := testutil.MustDo(t, client, req)
+		return resp.Status, resp.Body
 	}
 	if code, body := do(http.MethodPost, "/knock", "203.0.113.170", phoneSecret); code != 200 || !strings.Contains(body, `"whitelisted_entry":"203.0.113.170"`) {
 		t.Fatalf("knock over the unix socket: %d %s", code, body)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/caddy-knocker/knocker/internal/testcaddy"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // mountTmpfs mounts a small tmpfs at dir (root only) and unmounts it when
@@ -38,14 +39,10 @@ func mountTmpfs(t *testing.T, dir, size string) {
 
 // stopKnocker loads a config without knocker, which closes the store.
 func stopKnocker(t *testing.T) {
-	testcaddy.Load(t, fmt.Sprintf(`{
-	admin localhost:%[1]d
-	http_port %[2]d
-	default_bind 127.0.0.1
-}
-http://:%[2]d {
+	global := testutil.Preamble{Admin: testcaddy.AdminAddress(t), HTTPPort: httpPort, DefaultBind: "127.0.0.1"}
+	testcaddy.Load(t, global.String()+fmt.Sprintf(`http://:%d {
 	respond "no knocker"
-}`, testcaddy.AdminPort(t), httpPort), "caddyfile")
+}`, httpPort), "caddyfile")
 }
 
 // fill writes to dir until the file system is full, and returns the undo.

@@ -3,7 +3,6 @@ package firewalld_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/caddy-knocker/knocker/firewalld"
 	"github.com/caddy-knocker/knocker/internal/testcaddy"
 	"github.com/caddy-knocker/knocker/internal/testports"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // httpPort is the knock site's port in this test process's Caddy, chosen
@@ -44,23 +44,17 @@ func loadCaddy(t *testing.T, dir, firewalldBlock string) {
 	t.Helper()
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	cfg := fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	default_bind 127.0.0.1
-	knocker {
-		whitelist_file %s/whitelist.json
-		key admin %s {
-			max_ttl 1h
-			allow_remote_whitelist
-		}
-		%s
+	global := testutil.Preamble{
+		Admin:       testcaddy.AdminAddress(t),
+		HTTPPort:    httpPort(),
+		DefaultBind: "127.0.0.1",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: dir + "/whitelist.json",
+			Keys:          []testutil.Key{{Name: "admin", Secret: adminKey, MaxTTL: "1h", AllowRemoteWhitelist: true}},
+			Extra:         firewalldBlock,
+		},
 	}
-}
-http://:%d {
-	knock
-}
-`, testcaddy.AdminPort(t), httpPort(), dir, adminKey, firewalldBlock, httpPort())
+	cfg := global.String() + fmt.Sprintf("http://:%d {\n\tknock\n}\n", httpPort())
 	testcaddy.Load(t, cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
@@ -70,9 +64,7 @@ http://:%d {
 // stopCaddyApps loads a config without knocker: the firewalld backend stops
 // (leaving its rules, as designed) so it cannot react to later tests.
 func stopCaddyApps(t *testing.T) {
-	testcaddy.Load(t, fmt.Sprintf(`{
-	admin localhost:%d
-}`, testcaddy.AdminPort(t)), "caddyfile")
+	testcaddy.Load(t, testutil.Preamble{Admin: testcaddy.AdminAddress(t)}.String(), "caddyfile")
 }
 
 func call(t *testing.T, method, path, body string) (int, map[string]any) {
@@ -82,15 +74,10 @@ func call(t *testing.T, method, path, body string) (int, map[string]any) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp := testutil.MustDo(t, http.DefaultClient, req)
 	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	return resp.StatusCode, m
+	_ = json.Unmarshal([]byte(resp.Body), &m)
+	return resp.Status, m
 }
 
 // TestKnockOverHTTPOpensThePort runs the whole path: Caddy with the plugin,
@@ -175,32 +162,18 @@ func TestCrashKeepsRulesMatchingGrants(t *testing.T) {
 	dir := t.TempDir()
 	port := testports.FreePort(t)
 	cfgPath := filepath.Join(dir, "Caddyfile")
-	cfg := fmt.Sprintf(`{
-	admin off
-	default_bind 127.0.0.1
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		trusted_proxies_strict
+	global := testutil.Preamble{
+		Admin:          "off",
+		DefaultBind:    "127.0.0.1",
+		TrustedProxies: "127.0.0.1/32",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: dir + "/whitelist.json",
+			Keys:          []testutil.Key{{Name: "admin", Secret: adminKey, MaxTTL: "1h"}},
+			RateLimitsOff: true,
+			Extra:         fmt.Sprintf("firewalld {\n\t\t\tzone public\n\t\t\tport %d/tcp\n\t\t}", listen),
+		},
 	}
-	knocker {
-		whitelist_file %s/whitelist.json
-		key admin %s {
-			max_ttl 1h
-		}
-		rate_limit {
-			success 0
-			failure 0
-		}
-		firewalld {
-			zone public
-			port %d/tcp
-		}
-	}
-}
-http://:%d {
-	knock
-}
-`, dir, adminKey, listen, port)
+	cfg := global.String() + fmt.Sprintf("http://:%d {\n\tknock\n}\n", port)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 const (
@@ -19,33 +21,25 @@ const (
 )
 
 func crashConfig(whitelist string) string {
-	return fmt.Sprintf(`{
-	admin off
-	default_bind 127.0.0.1
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		trusted_proxies_strict
+	global := testutil.Preamble{
+		Admin:          "off",
+		DefaultBind:    "127.0.0.1",
+		TrustedProxies: "127.0.0.1/32",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: whitelist,
+			MaxEntries:    1000000,
+			Keys:          []testutil.Key{{Name: "crash", Secret: crashKey, MaxTTL: "30d"}},
+			RateLimitsOff: true,
+		},
 	}
-	knocker {
-		whitelist_file %s
-		max_entries 1000000
-		key crash %s {
-			max_ttl 30d
-		}
-		rate_limit {
-			success 0
-			failure 0
-		}
-	}
-}
-http://:%d {
+	return global.String() + fmt.Sprintf(`http://:%d {
 	knock
 }
 http://:%d {
 	knocker
 	respond "admitted"
 }
-`, whitelist, crashKey, ports.crashKnock, ports.crashGate)
+`, ports.crashKnock, ports.crashGate)
 }
 
 type ack struct {

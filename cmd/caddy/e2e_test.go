@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // The quickstart's demo key and greeting (examples/quickstart.Caddyfile).
@@ -81,32 +82,17 @@ func startCaddy(t *testing.T, bin, home, config string) *caddyProcess {
 	return p
 }
 
-func get(t *testing.T, client *http.Client, url string) (int, string) {
-	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // knock POSTs /knock and returns the status and decoded body.
 func knock(t *testing.T, client *http.Client, key string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, baseURL+"/knock", nil)
 	req.Header.Set("X-Api-Key", key)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := testutil.MustDo(t, client, req)
 	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := json.Unmarshal([]byte(resp.Body), &body); err != nil {
 		t.Fatalf("knock response is not JSON: %v", err)
 	}
-	return resp.StatusCode, body
+	return resp.Status, body
 }
 
 // clientVia sends every request to loopback address ip (on the URL's port),
@@ -133,10 +119,10 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	caddy.waitUp(t, baseURL+"/health", privateURL+"/")
 
 	v4, v6 := clientVia("127.0.0.1"), clientVia("::1")
-	if status, page := get(t, v4, baseURL+"/"); status != http.StatusOK || !strings.Contains(page, "<title>Knocker</title>") {
+	if status, page := testutil.Get(t, v4, baseURL+"/"); status != http.StatusOK || !strings.Contains(page, "<title>Knocker</title>") {
 		t.Fatalf("knock site /: %d, want the web app", status)
 	}
-	if status, _ := get(t, v4, privateURL+"/"); status != http.StatusUnauthorized {
+	if status, _ := testutil.Get(t, v4, privateURL+"/"); status != http.StatusUnauthorized {
 		t.Fatalf("before knocking: %d, want 401", status)
 	}
 	if status, body := knock(t, v4, "wrong-key"); status != http.StatusUnauthorized || body["error"] != "Invalid or missing API key." {
@@ -146,11 +132,11 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	if status != http.StatusOK || body["whitelisted_entry"] != "127.0.0.1" || body["expires_in_seconds"] != 3600.0 {
 		t.Fatalf("knock over IPv4: %d %v", status, body)
 	}
-	if status, page := get(t, v4, privateURL+"/"); status != http.StatusOK || page != greeting {
+	if status, page := testutil.Get(t, v4, privateURL+"/"); status != http.StatusOK || page != greeting {
 		t.Fatalf("after knocking over IPv4: %d %q", status, page)
 	}
 	// Each family is its own client address.
-	if status, _ := get(t, v6, privateURL+"/"); status != http.StatusUnauthorized {
+	if status, _ := testutil.Get(t, v6, privateURL+"/"); status != http.StatusUnauthorized {
 		t.Fatalf("IPv6 before its own knock: %d, want 401", status)
 	}
 	if status, body := knock(t, v6, demoKey); status != http.StatusOK || body["whitelisted_entry"] != "::1" {
@@ -166,27 +152,22 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	restarted := startCaddy(t, bin, home, config)
 	restarted.waitUp(t, baseURL+"/health", privateURL+"/")
 	for name, c := range map[string]*http.Client{"IPv4": v4, "IPv6": v6} {
-		if status, page := get(t, c, privateURL+"/"); status != http.StatusOK || page != greeting {
+		if status, page := testutil.Get(t, c, privateURL+"/"); status != http.StatusOK || page != greeting {
 			t.Fatalf("%s after kill -9 and restart: %d %q", name, status, page)
 		}
 	}
 
 	// A second Caddy on the same whitelist file refuses to start.
 	second := filepath.Join(t.TempDir(), "second.Caddyfile")
-	secondConfig := fmt.Sprintf(`{
-	admin off
-	default_bind 127.0.0.1
-	knocker {
-		whitelist_file %s
-		key demo another-demo-key-0123456789 {
-			max_ttl 1h
-		}
+	global := testutil.Preamble{
+		Admin:       "off",
+		DefaultBind: "127.0.0.1",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: filepath.Join(home, "data", "caddy", "knocker", "whitelist.json"),
+			Keys:          []testutil.Key{{Name: "demo", Secret: "another-demo-key-0123456789", MaxTTL: "1h"}},
+		},
 	}
-}
-http://localhost:%d {
-	knocker
-}
-`, filepath.Join(home, "data", "caddy", "knocker", "whitelist.json"), ports.second)
+	secondConfig := global.String() + fmt.Sprintf("http://localhost:%d {\n\tknocker\n}\n", ports.second)
 	if err := os.WriteFile(second, []byte(secondConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}

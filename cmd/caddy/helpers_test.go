@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddy-knocker/knocker/internal/testports"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // ports are this test process's, chosen free in TestMain so that test runs
@@ -117,22 +118,17 @@ func knockAs(c *http.Client, knockSite, key, ip string, ttl int) (int, knockAnsw
 	if ttl > 0 {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, knockAnswer{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	resp, err := testutil.Do(c, req)
 	if err != nil {
 		return 0, knockAnswer{}, err
 	}
 	var ans knockAnswer
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(raw, &ans); err != nil {
-			return resp.StatusCode, ans, fmt.Errorf("200 answer is not the knock JSON: %v: %q", err, raw)
+	if resp.Status == http.StatusOK {
+		if err := json.Unmarshal([]byte(resp.Body), &ans); err != nil {
+			return resp.Status, ans, fmt.Errorf("200 answer is not the knock JSON: %v: %q", err, resp.Body)
 		}
 	}
-	return resp.StatusCode, ans, nil
+	return resp.Status, ans, nil
 }
 
 // knockAdmin whitelists ip for one second with an admin key, knocking as
@@ -145,14 +141,13 @@ func knockAdmin(c *http.Client, knockSite, key, ip string) (int, knockAnswer, er
 	req.Header.Set("X-Api-Key", key)
 	req.Header.Set("X-Forwarded-For", "203.0.113.199")
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
+	resp, err := testutil.Do(c, req)
 	if err != nil {
 		return 0, knockAnswer{}, err
 	}
-	defer resp.Body.Close()
 	var ans knockAnswer
-	err = json.NewDecoder(resp.Body).Decode(&ans)
-	return resp.StatusCode, ans, err
+	err = json.Unmarshal([]byte(resp.Body), &ans)
+	return resp.Status, ans, err
 }
 
 // getAs GETs url as client address ip and returns the status and body.
@@ -162,13 +157,8 @@ func getAs(c *http.Client, url, ip string) (int, string, error) {
 		return 0, "", err
 	}
 	req.Header.Set("X-Forwarded-For", ip)
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	resp, err := testutil.Do(c, req)
+	return resp.Status, resp.Body, err
 }
 
 // knockStatus is the answer of GET /knock/status.

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 const (
@@ -24,10 +26,14 @@ const (
 // listeners stay; everything else alternates with different periods so that
 // consecutive configs always differ.
 func reloadConfig(whitelist string, i int) string {
-	var keys strings.Builder
+	keys := []testutil.Key{{Name: "stable", Secret: reloadStableKey, MaxTTL: "30d"}}
 	for k := 0; k < 3; k++ {
 		if (i+k)%2 == 0 { // extra keys come and go
-			fmt.Fprintf(&keys, "\t\tkey extra%d reload-extra-key-%d-0123456789abcdef {\n\t\t\tmax_ttl %dh\n\t\t}\n", k, k, k+1)
+			keys = append(keys, testutil.Key{
+				Name:   fmt.Sprintf("extra%d", k),
+				Secret: fmt.Sprintf("reload-extra-key-%d-0123456789abcdef", k),
+				MaxTTL: fmt.Sprintf("%dh", k+1),
+			})
 		}
 	}
 	deny := 401
@@ -45,27 +51,18 @@ func reloadConfig(whitelist string, i int) string {
 	if i%3 == 1 {
 		verify = "\t\texclude /public\n\t\talways_allow 198.51.100.0/24\n"
 	}
-	return fmt.Sprintf(`{
-	admin %s
-	default_bind 127.0.0.1
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		trusted_proxies_strict
+	global := testutil.Preamble{
+		Admin:          reloadAdmin(),
+		DefaultBind:    "127.0.0.1",
+		TrustedProxies: "127.0.0.1/32",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: whitelist,
+			MaxEntries:    100000 + 1000*(i%5),
+			Keys:          keys,
+			Extra:         fmt.Sprintf("rate_limit {\n\t\t\twindow %ds\n\t\t\tsuccess %d\n\t\t\tfailure %d\n\t\t}", 30+i%4*10, 5+i%3, 10+i%7),
+		},
 	}
-	knocker {
-		whitelist_file %s
-		max_entries %d
-		key stable %s {
-			max_ttl 30d
-		}
-%s		rate_limit {
-			window %ds
-			success %d
-			failure %d
-		}
-	}
-}
-http://:%d {
+	return global.String() + fmt.Sprintf(`http://:%d {
 	knock {
 %s	}
 }
@@ -74,8 +71,7 @@ http://:%d {
 %s	}
 	respond "admitted"
 }
-`, reloadAdmin(), whitelist, 100000+1000*(i%5), reloadStableKey, keys.String(),
-		30+i%4*10, 5+i%3, 10+i%7, ports.reloadKnock, verify, ports.reloadGate, gate)
+`, ports.reloadKnock, verify, ports.reloadGate, gate)
 }
 
 // caddyResources reads the goroutine count (admin pprof) and open fds of pid.

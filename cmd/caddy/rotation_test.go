@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddy-knocker/knocker/internal/testports"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // TestKeyRotation checks the rotation procedure docs/configuration.md
@@ -32,31 +33,20 @@ func TestKeyRotation(t *testing.T) {
 	write(secret, oldKey+"\n")
 	admin := fmt.Sprintf("localhost:%d", ports.rotationAdmin)
 	site := siteURL(ports.rotationKnock)
-	config := writeConfig(t, dir, "rotation.Caddyfile", fmt.Sprintf(`{
-	admin %s
-	log {
-		output file %s/caddy.log
+	global := testutil.Preamble{
+		Admin:          admin,
+		DefaultBind:    "127.0.0.1",
+		LogFile:        dir + "/caddy.log",
+		TrustedProxies: "127.0.0.1/32",
+		Knocker: &testutil.Knocker{
+			WhitelistFile: dir + "/whitelist.json",
+			Keys: []testutil.Key{
+				{Name: "phone", Secret: "{file." + secret + "}", MaxTTL: "1h"},
+				{Name: "admin", Secret: adminKey, MaxTTL: "1h", AllowRemoteWhitelist: true},
+			},
+		},
 	}
-	default_bind 127.0.0.1
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		trusted_proxies_strict
-	}
-	knocker {
-		whitelist_file %s/whitelist.json
-		key phone {file.%s} {
-			max_ttl 1h
-		}
-		key admin %s {
-			max_ttl 1h
-			allow_remote_whitelist
-		}
-	}
-}
-http://:%d {
-	knock
-}
-`, admin, dir, dir, secret, adminKey, ports.rotationKnock))
+	config := writeConfig(t, dir, "rotation.Caddyfile", global.String()+fmt.Sprintf("http://:%d {\n\tknock\n}\n", ports.rotationKnock))
 	caddy := startCaddy(t, bin, home, config)
 	caddy.waitUp(t, site+"/health")
 	// One connection per request: a kept-alive connection would still be

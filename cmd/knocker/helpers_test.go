@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/caddy-knocker/knocker/internal/testports"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // The keys the test Caddys accept; random per run, so that a search of the
@@ -417,13 +418,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func get(t *testing.T, rawURL string) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testutil.Get(t, c, rawURL)
 }
 
 // serverStatus asks GET /knock/status at base.

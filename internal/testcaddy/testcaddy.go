@@ -7,7 +7,6 @@ package testcaddy
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-knocker/knocker/internal/testports"
+	"github.com/caddy-knocker/knocker/internal/testutil"
 )
 
 // Tests never write the machine's autosave file (the user's
@@ -41,6 +41,13 @@ func AdminPort(tb testing.TB) int {
 		tb.Fatal(admin.err)
 	}
 	return admin.port
+}
+
+// AdminAddress is localhost:AdminPort, the admin address every config
+// loaded through Tester must name.
+func AdminAddress(tb testing.TB) string {
+	tb.Helper()
+	return fmt.Sprintf("localhost:%d", AdminPort(tb))
 }
 
 // Tester returns a caddytest tester for this process's in-process Caddy.
@@ -91,7 +98,7 @@ func AssertLoadError(tb testing.TB, rawConfig, configType, want string) {
 	tb.Helper()
 	port := AdminPort(tb)
 	if !adminAnswers(port) { // start the in-process Caddy first
-		Tester(tb).InitServer(fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", port), "caddyfile")
+		Tester(tb).InitServer(testutil.Preamble{Admin: AdminAddress(tb)}.String(), "caddyfile")
 	}
 	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", port), strings.NewReader(rawConfig))
 	if err != nil {
@@ -101,23 +108,21 @@ func AssertLoadError(tb testing.TB, rawConfig, configType, want string) {
 	if configType == "json" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	resp, err := testutil.Do(&http.Client{Timeout: time.Minute}, req)
 	if err != nil {
 		tb.Fatalf("loading the config: %v", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	settle(tb) // a refused config may have bound sockets before it failed
-	if resp.StatusCode == http.StatusOK {
+	if resp.Status == http.StatusOK {
 		tb.Fatalf("Caddy loaded a config it should refuse with %q", want)
 	}
-	msg := string(body)
+	msg := resp.Body
 	var answer struct{ Error string }
-	if json.Unmarshal(body, &answer) == nil && answer.Error != "" {
+	if json.Unmarshal([]byte(resp.Body), &answer) == nil && answer.Error != "" {
 		msg = answer.Error // the admin API's JSON error, unescaped
 	}
 	if !strings.Contains(msg, want) {
-		tb.Errorf("expected error %q but got %d %s", want, resp.StatusCode, msg)
+		tb.Errorf("expected error %q but got %d %s", want, resp.Status, msg)
 	}
 }
 
