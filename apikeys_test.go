@@ -23,15 +23,15 @@ func TestKeyringAuthenticate(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], `"short"`) || strings.Contains(warnings[0], "tiny") {
 		t.Errorf("warnings = %q, want one naming the short key without its secret", warnings)
 	}
-	if k := ring.authenticate("admin-secret-0123456789abcdef"); k == nil || k.name != "admin" || !k.allowRemote || k.maxTTL != 3600 {
+	if k := ring.Authenticate("admin-secret-0123456789abcdef"); k == nil || k.Name != "admin" || !k.AllowRemote || k.MaxTTL != 3600 {
 		t.Errorf("admin key: %+v", k)
 	}
-	if k := ring.authenticate("from-the-environment-0123456789"); k == nil || k.name != "env" || k.maxTTL != knockapi.MaxTTL {
+	if k := ring.Authenticate("from-the-environment-0123456789"); k == nil || k.Name != "env" || k.MaxTTL != knockapi.MaxTTL {
 		t.Errorf("env key (max_ttl capped at ten years): %+v", k)
 	}
 	for _, bad := range []string{"", "ADMIN-SECRET-0123456789ABCDEF", "admin-secret-0123456789abcde", "{env.KNOCKER_TEST_SECRET}", "tïny"} {
-		if k := ring.authenticate(bad); k != nil {
-			t.Errorf("authenticate(%q) = %s", bad, k.name)
+		if k := ring.Authenticate(bad); k != nil {
+			t.Errorf("authenticate(%q) = %s", bad, k.Name)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func (a *App) dropKnockerKey(r *http.Request) *http.Request {
 		return r
 	}
 	for _, v := range values {
-		if a.keys.authenticate(v) != nil {
+		if a.keys.Authenticate(v) != nil {
 			r.Header.Del("X-Api-Key")
 			return r.WithContext(context.WithValue(r.Context(), keyRemovedCtxKey{}, true))
 		}

@@ -227,7 +227,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 	if !client.ok {
 		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP)
 	}
-	key := k.app.keys.authenticate(presented)
+	key := k.app.keys.Authenticate(presented)
 	if key == nil {
 		return knockapi.KnockResponse{}, knockapi.NewError(http.StatusUnauthorized, knockapi.MsgBadKey)
 	}
@@ -242,7 +242,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 
 	target := netip.PrefixFrom(ip, ip.BitLen())
 	if req.HasTarget {
-		if !key.allowRemote {
+		if !key.AllowRemote {
 			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusForbidden, knockapi.MsgNoRemote)
 		}
 		target, _ = knockapi.ParseTarget(req.Target) // validated by knockapi.ParseBody
@@ -257,7 +257,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 	if req.TTL > 0 {
 		ttl = req.TTL
 	}
-	ttl = min(ttl, key.maxTTL)
+	ttl = min(ttl, key.MaxTTL)
 
 	if retry, ok := res.TakeSuccess(); !ok {
 		e := knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited)
@@ -285,7 +285,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 		}
 		if errors.Is(err, store.ErrFull) {
 			k.logger.Warn("knock refused: the whitelist is full of grants this key may not evict (see max_entries, max_grants)",
-				zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.name), zap.Error(err))
+				zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.Name), zap.Error(err))
 			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgWhitelistFull)
 		}
 		k.logger.Error("knock not granted", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
@@ -294,14 +294,14 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 	for _, v := range granted.Evicted {
 		k.logger.Info("grant evicted to make room",
 			zap.String("evicted_entry", store.FormatPrefix(v.Prefix)), zap.Int64("evicted_expires_at", v.Expires), zap.String("evicted_key", v.Owner),
-			zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.name))
+			zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.Name))
 	}
 	entry := store.FormatPrefix(target)
 	k.logger.Info("knock granted",
 		zap.Stringer("client_ip", ip),
 		zap.String("entry", entry),
 		zap.Int64("ttl", ttl),
-		zap.String("key", key.name))
+		zap.String("key", key.Name))
 	return knockapi.KnockResponse{WhitelistedEntry: entry, ExpiresAt: expires, ExpiresInSeconds: ttl}, nil
 }
 

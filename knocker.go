@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-knocker/knocker/firewall"
+	"github.com/caddy-knocker/knocker/internal/keyring"
 	"github.com/caddy-knocker/knocker/internal/limiter"
 	"github.com/caddy-knocker/knocker/store"
 )
@@ -53,7 +54,7 @@ type App struct {
 	// named by "backend" (firewalld; see the firewall package).
 	FirewallRaw json.RawMessage `json:"firewall,omitempty" caddy:"namespace=knocker.firewall inline_key=backend"`
 
-	keys    keyring
+	keys    keyring.Ring
 	path    string
 	limits  limiter.Limits
 	limiter *limiter.Limiter
@@ -222,7 +223,7 @@ func now() time.Time {
 }
 
 // grant whitelists p until expires, durably, as a grant of key.
-func (a *App) grant(p netip.Prefix, expires int64, key *apiKey) (store.GrantResult, error) {
+func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key) (store.GrantResult, error) {
 	s, err := a.openStore()
 	if err != nil {
 		return store.GrantResult{}, err
@@ -231,9 +232,9 @@ func (a *App) grant(p netip.Prefix, expires int64, key *apiKey) (store.GrantResu
 	// failed reload) must not leave its limit on the shared store.
 	return s.GrantWith(p, expires, store.GrantOptions{
 		MaxEntries: a.MaxEntries,
-		Owner:      key.name,
-		MaxOwned:   key.maxGrants,
-		MayEvict:   a.keys.mayEvict(key),
+		Owner:      key.Name,
+		MaxOwned:   key.MaxGrants,
+		MayEvict:   a.keys.MayEvict(key),
 	})
 }
 
