@@ -168,10 +168,6 @@ func replayJournal(path string, apply func(journalRecord)) (journalScan, error) 
 	return scan, nil
 }
 
-func corruptJournal(path string, line int, msg string) error {
-	return fmt.Errorf("%w: journal %s line %d: %s", ErrCorrupt, path, line, msg)
-}
-
 // openJournalFile opens path for appending, creating it if needed.
 func openJournalFile(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)

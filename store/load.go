@@ -205,7 +205,7 @@ func (s *Store) loadSnapshot(now int64) (snapshotStats, error) {
 	close(batches)
 	st.duplicates = <-inserted
 	if err != nil {
-		return st, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
+		return st, &CorruptionError{File: s.path, Err: err}
 	}
 	return st, nil
 }

@@ -79,7 +79,7 @@ func (s *Store) loadMeta() error {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)
 	corrupt := func(line int, format string, args ...any) error {
-		return fmt.Errorf("%w: metadata %s line %d: %s", ErrCorrupt, path, line, fmt.Sprintf(format, args...))
+		return &CorruptionError{File: path, Kind: "metadata", Line: line, Err: fmt.Errorf(format, args...)}
 	}
 	for line := 1; sc.Scan(); line++ {
 		text := sc.Text()

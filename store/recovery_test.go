@@ -115,6 +115,10 @@ func TestJournalRecordWithValidChecksumButBadContent(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("Open = %v, want ErrCorrupt at line 4", err)
 	}
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || ce.File != e.path+".journal" || ce.Kind != "journal" || ce.Line != 4 || !strings.Contains(ce.Err.Error(), "unknown operation") {
+		t.Errorf("Open = %#v, want a CorruptionError naming the journal, line 4 and the cause", err)
+	}
 }
 
 func TestJournalRecordFormat(t *testing.T) {
