@@ -17,6 +17,7 @@ type reqKind uint8
 const (
 	reqGrant reqKind = iota + 1
 	reqRevoke
+	reqRevokeOwner
 	reqSweep
 	reqExec // run fn on the committer
 )
@@ -31,12 +32,14 @@ type request struct {
 
 	// A grant's ownership (see GrantOptions).
 	owner    string
+	client   netip.Addr
 	maxOwned int
 	mayEvict func(owner string) bool
 	fn       func()
 
 	// Results, written by the committer before done is closed.
 	result  GrantResult
+	revoked []Entry // reqRevokeOwner
 	existed bool
 	swept   int
 	err     error
@@ -44,7 +47,7 @@ type request struct {
 }
 
 func (r *request) fail(err error) {
-	r.result, r.existed, r.swept, r.err = GrantResult{}, false, 0, err
+	r.result, r.existed, r.swept, r.revoked, r.err = GrantResult{}, false, 0, nil, err
 	close(r.done)
 }
 
@@ -74,13 +77,13 @@ type writer struct {
 type overlayState struct {
 	exp     int64
 	present bool
-	owner   ownerID
+	meta    entryMeta
 }
 
 type change struct {
-	key   entryKey
-	ev    Event
-	owner ownerID
+	key  entryKey
+	ev   Event
+	meta entryMeta
 }
 
 type compactResult struct {
@@ -196,8 +199,31 @@ func (s *Store) plan(r *request) {
 		s.planGrant(r)
 	case reqRevoke:
 		if exp, had := s.current(r.key); had {
-			s.stage(r.key, Event{Kind: Removed, Entry: s.entry(r.key, exp)}, noOwner)
+			s.stage(r.key, Event{Kind: Removed, Entry: s.entry(r.key, exp)}, entryMeta{})
 			r.existed = true
+		}
+	case reqRevokeOwner:
+		id, ok := s.w.own.ids[r.owner]
+		if !ok || id == noOwner {
+			return
+		}
+		var keys []entryKey
+		for k := range s.w.own.of {
+			if _, staged := s.w.overlay[k]; !staged && s.w.own.of[k].owner == id {
+				keys = append(keys, k)
+			}
+		}
+		for k, st := range s.w.overlay {
+			if st.present && st.meta.owner == id {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			if exp, had := s.current(k); had {
+				e := s.entry(k, exp)
+				s.stage(k, Event{Kind: Removed, Entry: e}, entryMeta{})
+				r.revoked = append(r.revoked, e)
+			}
 		}
 	case reqSweep:
 		for {
@@ -205,7 +231,7 @@ func (s *Store) plan(r *request) {
 			if !ok || it.exp > r.now {
 				break
 			}
-			s.stage(it.key, Event{Kind: Expired, Entry: s.entry(it.key, it.exp)}, noOwner)
+			s.stage(it.key, Event{Kind: Expired, Entry: s.entry(it.key, it.exp)}, entryMeta{})
 			r.swept++
 		}
 	case reqExec:
@@ -268,27 +294,42 @@ func (s *Store) planGrant(r *request) {
 	}
 	for _, v := range victims {
 		victim := s.entry(v.key, v.exp)
-		s.stage(v.key, Event{Kind: Removed, Entry: victim}, noOwner)
+		s.stage(v.key, Event{Kind: Removed, Entry: victim}, entryMeta{})
 		r.result.Evicted = append(r.result.Evicted, victim)
 	}
-	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires, Owner: r.owner}}
+	m := entryMeta{owner: id}
+	if id != noOwner {
+		now := s.now().Unix()
+		m.created, m.renewed = now, now
+		if old := s.metaOf(r.key); had && prev > now && old.owner != noOwner && old.created != 0 {
+			m.created = old.created // a re-knock renews the grant; an expired one starts anew
+		}
+		if r.client.IsValid() {
+			m.client = r.client.Unmap().As16()
+		}
+	}
+	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires}}
+	w.own.fill(&ev.Entry, m)
 	if had {
 		ev.Kind, ev.Previous = Extended, prev
 		r.result.Previous = prev
 	}
-	s.stage(r.key, ev, id)
+	s.stage(r.key, ev, m)
 	w.own.heaps[id].push(keyExp{r.key, r.expires})
 	r.result.Entry = ev.Entry
 }
 
-// entry is k's entry with expiry exp and its current owner.
+// entry is k's entry with expiry exp and its current owner and details.
 func (s *Store) entry(k entryKey, exp int64) Entry {
-	return Entry{Prefix: k.prefix(), Expires: exp, Owner: s.w.own.names[s.ownerOf(k)]}
+	e := Entry{Prefix: k.prefix(), Expires: exp}
+	s.w.own.fill(&e, s.metaOf(k))
+	return e
 }
 
 // stage records one planned change: its journal record, its overlay state,
-// the owners' counts and its event. owner is the new owner of a set.
-func (s *Store) stage(k entryKey, ev Event, owner ownerID) {
+// the owners' counts and its event. m is the new owner and details of a set.
+func (s *Store) stage(k entryKey, ev Event, m entryMeta) {
+	owner := m.owner
 	w := &s.w
 	prevOwner, had := s.ownerOf(k), false
 	if _, ok := s.current(k); ok {
@@ -299,18 +340,18 @@ func (s *Store) stage(k entryKey, ev Event, owner ownerID) {
 	}
 	switch ev.Kind {
 	case Added, Extended:
-		w.buf = appendRecord(w.buf, opSet, ev.Entry.Prefix, ev.Entry.Expires, w.own.names[owner])
-		w.overlay[k] = overlayState{exp: ev.Entry.Expires, present: true, owner: owner}
+		w.buf = appendRecord(w.buf, opSet, ev.Entry.Prefix, ev.Entry.Expires, w.own.names[owner], m.grantInfo)
+		w.overlay[k] = overlayState{exp: ev.Entry.Expires, present: true, meta: m}
 		w.own.held[owner]++
 		if ev.Kind == Added {
 			w.delta++
 		}
 	default:
-		w.buf = appendRecord(w.buf, opDelete, ev.Entry.Prefix, 0, "")
+		w.buf = appendRecord(w.buf, opDelete, ev.Entry.Prefix, 0, "", grantInfo{})
 		w.overlay[k] = overlayState{}
 		w.delta--
 	}
-	w.changes = append(w.changes, change{k, ev, owner})
+	w.changes = append(w.changes, change{k, ev, m})
 }
 
 func (s *Store) apply(c change) {
@@ -319,12 +360,12 @@ func (s *Store) apply(c change) {
 		if s.idx.set(c.key, c.ev.Entry.Expires) {
 			s.count.Add(1)
 		}
-		s.w.own.setCommitted(c.key, c.owner)
+		s.w.own.setCommitted(c.key, c.meta)
 	default:
 		if s.idx.del(c.key) {
 			s.count.Add(-1)
 		}
-		s.w.own.setCommitted(c.key, noOwner)
+		s.w.own.setCommitted(c.key, entryMeta{})
 	}
 	s.subs.emit(c.ev, s.log)
 }

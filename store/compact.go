@@ -74,8 +74,8 @@ func (s *Store) capture(now int64) captured {
 	s.idx.each(func(k entryKey, exp int64) {
 		if now < exp {
 			c.entries = append(c.entries, keyExp{k, exp})
-			if id := s.w.own.of[k]; id != noOwner {
-				c.owned = append(c.owned, ownedEntry{k, s.w.own.names[id]})
+			if m := s.w.own.of[k]; m.owner != noOwner {
+				c.owned = append(c.owned, ownedEntry{k, s.w.own.names[m.owner], m.grantInfo})
 			}
 		}
 	})

@@ -8,15 +8,17 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // Journal records are text lines so that an operator can read them:
 //
-//	<crc32c of the rest of the line, 8 lowercase hex> <op> <canonical key> [<expiry> [<owner>]]\n
+//	<crc32c of the rest of the line, 8 lowercase hex> <op> <canonical key> [<expiry> [<owner>] [<name>=<value>...]]\n
 //
-// with op '+' (set the key's expiry and owner) or '-' (delete the key), and
-// the owner a Go-quoted string, absent for the unknown owner (so a journal
-// of a version without owners reads the same). Both are absolute, never
+// with op '+' (set the key's expiry and owner) or '-' (delete the key), the
+// owner a Go-quoted string, absent for the unknown owner (so a journal of a
+// version without owners reads the same), and then the grant's details
+// (see metaFields), absent when unknown. Both are absolute, never
 // relative to the previous state; replaying a record twice has the same
 // effect as once, which the crash recovery relies on.
 
@@ -32,10 +34,11 @@ type journalRecord struct {
 	prefix netip.Prefix
 	exp    int64
 	owner  string
+	info   grantInfo
 }
 
 // appendRecord appends one encoded record to dst.
-func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, owner string) []byte {
+func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, owner string, info grantInfo) []byte {
 	start := len(dst)
 	dst = append(dst, "00000000 "...)
 	body := len(dst)
@@ -48,6 +51,7 @@ func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, owner string) 
 			dst = append(dst, ' ')
 			dst = strconv.AppendQuoteToASCII(dst, owner)
 		}
+		dst = appendInfo(dst, info)
 	}
 	const hexdigits = "0123456789abcdef"
 	crc := crc32.Checksum(dst[body:], castagnoli)
@@ -88,14 +92,23 @@ func parseRecord(line []byte) (journalRecord, error) {
 			return journalRecord{}, fmt.Errorf("set record without expiry")
 		}
 		key = string(k)
-		exp, owner, hasOwner := bytes.Cut(rest, []byte{' '})
+		exp, tail, _ := bytes.Cut(rest, []byte{' '})
 		if rec.exp, err = strconv.ParseInt(string(exp), 10, 64); err != nil {
 			return journalRecord{}, fmt.Errorf("bad expiry %q", exp)
 		}
-		if hasOwner {
-			if rec.owner, err = strconv.Unquote(string(owner)); err != nil || rec.owner == "" || CheckOwnerName(rec.owner) != nil {
-				return journalRecord{}, fmt.Errorf("bad owner %q", owner)
+		fields := string(tail)
+		if strings.HasPrefix(fields, `"`) {
+			q, err := strconv.QuotedPrefix(fields)
+			if err == nil {
+				rec.owner, _ = strconv.Unquote(q)
 			}
+			if err != nil || rec.owner == "" || CheckOwnerName(rec.owner) != nil {
+				return journalRecord{}, fmt.Errorf("bad owner in %q", fields)
+			}
+			fields = strings.TrimPrefix(fields[len(q):], " ")
+		}
+		if rec.info, err = parseInfo(fields); err != nil {
+			return journalRecord{}, err
 		}
 	}
 	if rec.prefix, err = ParseEntryKey(key); err != nil {

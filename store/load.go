@@ -33,7 +33,7 @@ func (s *Store) load() error {
 			if s.idx.set(k, r.exp) {
 				s.count.Add(1)
 			}
-			s.w.own.setCommitted(k, s.w.own.intern(r.owner))
+			s.w.own.setCommitted(k, entryMeta{owner: s.w.own.intern(r.owner), grantInfo: r.info})
 			return
 		}
 		if r.op == opSet {
@@ -42,7 +42,7 @@ func (s *Store) load() error {
 		if s.idx.del(k) {
 			s.count.Add(-1)
 		}
-		s.w.own.setCommitted(k, noOwner)
+		s.w.own.setCommitted(k, entryMeta{})
 	}
 	oldScan, err := replayJournal(s.oldJournalPath, apply)
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *Store) trimToLimit() error {
 			break
 		}
 		s.w.own.heaps[o].pop()
-		buf = appendRecord(buf, opDelete, it.key.prefix(), 0, "")
+		buf = appendRecord(buf, opDelete, it.key.prefix(), 0, "", grantInfo{})
 		victims = append(victims, it.key)
 	}
 	if err := s.appendJournal(buf); err != nil {
@@ -120,7 +120,7 @@ func (s *Store) trimToLimit() error {
 		if s.idx.del(k) {
 			s.count.Add(-1)
 		}
-		s.w.own.setCommitted(k, noOwner)
+		s.w.own.setCommitted(k, entryMeta{})
 	}
 	s.rebuildHeaps()
 	s.w.loadDirty = true

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,10 +32,12 @@ const (
 	metaHeader = "knocker grant metadata v1"
 )
 
-// ownedEntry is an entry's owner, captured for the metadata file.
+// ownedEntry is an entry's owner and details, captured for the metadata
+// file.
 type ownedEntry struct {
 	key   entryKey
 	owner string
+	info  grantInfo
 }
 
 // captured is what a snapshot writes: the entries and their owners.
@@ -53,6 +56,7 @@ func writeMeta(path string, owned []ownedEntry) error {
 			line = appendPrefix(line[:0], o.key.prefix())
 			line = append(line, " key="...)
 			line = strconv.AppendQuoteToASCII(line, o.owner)
+			line = appendInfo(line, o.info)
 			line = append(line, '\n')
 			n, _ := w.Write(line)
 			total += int64(n)
@@ -90,9 +94,13 @@ func (s *Store) loadMeta() error {
 			continue
 		}
 		key, fields, ok := strings.Cut(text, " ")
-		owner, err := metaOwner(fields)
+		owner, rest, err := metaOwner(fields)
+		var info grantInfo
+		if err == nil {
+			info, err = parseInfo(rest)
+		}
 		if !ok || err != nil {
-			return corrupt(line, "want <entry> key=\"<name>\": %v", err)
+			return corrupt(line, "want <entry> key=\"<name>\" [<name>=<value>...]: %v", err)
 		}
 		p, err := ParseEntryKey(key)
 		if err != nil {
@@ -103,7 +111,7 @@ func (s *Store) loadMeta() error {
 		}
 		k := keyOf(p)
 		if _, ok := s.idx.get(k); ok {
-			s.w.own.setCommitted(k, s.w.own.intern(owner))
+			s.w.own.setCommitted(k, entryMeta{owner: s.w.own.intern(owner), grantInfo: info})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -112,21 +120,75 @@ func (s *Store) loadMeta() error {
 	return nil
 }
 
-// metaOwner parses a metadata line's fields: key="<name>".
-func metaOwner(fields string) (string, error) {
+// metaOwner parses a metadata line's first field, key="<name>", and
+// returns the fields after it.
+func metaOwner(fields string) (owner, rest string, err error) {
 	v, ok := strings.CutPrefix(fields, "key=")
 	if !ok {
-		return "", errors.New("no key= field")
+		return "", "", errors.New("no key= field")
 	}
 	q, err := strconv.QuotedPrefix(v)
-	if err != nil || q != v {
-		return "", errors.New("key= must be one quoted string")
+	if err != nil || len(q) < len(v) && v[len(q)] != ' ' {
+		return "", "", errors.New("key= must be one quoted string")
 	}
-	owner, _ := strconv.Unquote(q)
+	owner, _ = strconv.Unquote(q)
 	if owner == "" {
-		return "", errors.New("empty key name")
+		return "", "", errors.New("empty key name")
 	}
-	return owner, CheckOwnerName(owner)
+	return owner, strings.TrimPrefix(v[len(q):], " "), CheckOwnerName(owner)
+}
+
+// A grant's details follow its owner, in the journal and the metadata
+// file alike, as space-separated fields, each absent when unknown:
+//
+//	created=<unix seconds> renewed=<unix seconds> client=<address>
+//
+// Unknown field names are refused, not skipped: a file written by a newer
+// version must not be half-read.
+
+// appendInfo appends g's fields, each with a leading space.
+func appendInfo(dst []byte, g grantInfo) []byte {
+	if g.created != 0 {
+		dst = append(dst, " created="...)
+		dst = strconv.AppendInt(dst, g.created, 10)
+	}
+	if g.renewed != 0 {
+		dst = append(dst, " renewed="...)
+		dst = strconv.AppendInt(dst, g.renewed, 10)
+	}
+	if c := g.clientAddr(); c.IsValid() {
+		dst = append(dst, " client="...)
+		dst = c.AppendTo(dst)
+	}
+	return dst
+}
+
+// parseInfo parses the fields appendInfo writes.
+func parseInfo(fields string) (grantInfo, error) {
+	var g grantInfo
+	for f := range strings.FieldsSeq(fields) {
+		name, value, _ := strings.Cut(f, "=")
+		var err error
+		switch name {
+		case "created":
+			g.created, err = strconv.ParseInt(value, 10, 64)
+		case "renewed":
+			g.renewed, err = strconv.ParseInt(value, 10, 64)
+		case "client":
+			var a netip.Addr
+			if a, err = netip.ParseAddr(value); err == nil && a.Zone() == "" {
+				g.client = a.Unmap().As16()
+			} else if err == nil {
+				err = errors.New("zoned")
+			}
+		default:
+			return g, fmt.Errorf("unknown field %q", f)
+		}
+		if err != nil {
+			return g, fmt.Errorf("bad field %q", f)
+		}
+	}
+	return g, nil
 }
 
 // writeFileAtomic replaces path with what fill writes: a temporary file in

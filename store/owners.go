@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"net/netip"
 	"unicode/utf8"
 )
 
@@ -34,8 +35,9 @@ func CheckOwnerName(name string) error {
 type owners struct {
 	ids   map[string]ownerID
 	names []string // by id; names[0] == ""
-	// of holds the committed owner of every entry with one.
-	of map[entryKey]ownerID
+	// of holds the committed owner and grant details of every entry with
+	// an owner.
+	of map[entryKey]entryMeta
 	// heaps[id] holds id's entries by expiry (lazy deletion, see heap.go).
 	heaps []expiryHeap
 	// held[id] counts id's entries, including the changes the batch being
@@ -46,7 +48,7 @@ type owners struct {
 func (o *owners) init() {
 	o.ids = map[string]ownerID{"": noOwner}
 	o.names = []string{""}
-	o.of = make(map[entryKey]ownerID)
+	o.of = make(map[entryKey]entryMeta)
 	o.heaps = []expiryHeap{nil}
 	o.held = []int{0}
 }
@@ -64,12 +66,47 @@ func (o *owners) intern(name string) ownerID {
 	return id
 }
 
-// setCommitted records k's committed owner.
-func (o *owners) setCommitted(k entryKey, id ownerID) {
-	if id == noOwner {
+// entryMeta is an owned entry's owner and grant details.
+type entryMeta struct {
+	owner ownerID
+	grantInfo
+}
+
+// grantInfo says when and by whom a grant was made: unix seconds and the
+// client's address in 16-byte form, zero when unknown. Only grants with
+// an owner (knocks) record it.
+type grantInfo struct {
+	created, renewed int64
+	client           [16]byte
+}
+
+func (g grantInfo) clientAddr() netip.Addr {
+	if g.client == ([16]byte{}) {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16(g.client).Unmap()
+}
+
+func infoOf(e Entry) grantInfo {
+	g := grantInfo{created: e.Created, renewed: e.Renewed}
+	if e.Client.IsValid() {
+		g.client = e.Client.As16()
+	}
+	return g
+}
+
+// fill sets e's owner and grant details from m.
+func (o *owners) fill(e *Entry, m entryMeta) {
+	e.Owner = o.names[m.owner]
+	e.Created, e.Renewed, e.Client = m.created, m.renewed, m.clientAddr()
+}
+
+// setCommitted records k's committed owner and details.
+func (o *owners) setCommitted(k entryKey, m entryMeta) {
+	if m.owner == noOwner {
 		delete(o.of, k)
 	} else {
-		o.of[k] = id
+		o.of[k] = m
 	}
 }
 
@@ -83,9 +120,12 @@ func (o *owners) heapItems() int {
 }
 
 // ownerOf returns k's owner as the batch being planned sees it.
-func (s *Store) ownerOf(k entryKey) ownerID {
+func (s *Store) ownerOf(k entryKey) ownerID { return s.metaOf(k).owner }
+
+// metaOf returns k's owner and details as the batch being planned sees it.
+func (s *Store) metaOf(k entryKey) entryMeta {
 	if st, ok := s.w.overlay[k]; ok {
-		return st.owner
+		return st.meta
 	}
 	return s.w.own.of[k]
 }
@@ -138,12 +178,12 @@ func (s *Store) soonest(eligible func(ownerID) bool, skip map[entryKey]bool) (ke
 func (s *Store) rebuildHeaps() {
 	o := &s.w.own
 	clear(o.held)
-	s.idx.each(func(k entryKey, _ int64) { o.held[o.of[k]]++ })
+	s.idx.each(func(k entryKey, _ int64) { o.held[o.of[k].owner]++ })
 	for i := range o.heaps {
 		o.heaps[i] = make(expiryHeap, 0, o.held[i])
 	}
 	s.idx.each(func(k entryKey, exp int64) {
-		id := o.of[k]
+		id := o.of[k].owner
 		o.heaps[id] = append(o.heaps[id], keyExp{k, exp})
 	})
 	for i := range o.heaps {

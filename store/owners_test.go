@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -142,7 +143,7 @@ func TestOwnersPersist(t *testing.T) {
 		t.Fatalf("the snapshot is not the Python Knocker's format:\n%s", snap)
 	}
 	meta, err := os.ReadFile(e.path + metaSuffix)
-	if err != nil || !strings.Contains(string(meta), "10.0.3.1 key=\"phone\"\n") || strings.Contains(string(meta), "10.0.3.2") {
+	if err != nil || !strings.Contains(string(meta), "10.0.3.1 key=\"phone\" created=1795305600 renewed=1795305600\n") || strings.Contains(string(meta), "10.0.3.2") {
 		t.Fatalf("metadata file: %v\n%s", err, meta)
 	}
 	s = e.open()
@@ -182,7 +183,7 @@ func TestCorruptMetadataStopsOpen(t *testing.T) {
 func TestJournalOwnerField(t *testing.T) {
 	p := mustPrefix(t, "203.0.113.7")
 	for _, owner := range []string{"", "phone", "two words", `quote"d`, "ünï", "line\nbreak"} {
-		line := appendRecord(nil, opSet, p, 1795319276, owner)
+		line := appendRecord(nil, opSet, p, 1795319276, owner, grantInfo{})
 		rec, err := parseRecord(line[:len(line)-1])
 		if err != nil || rec.owner != owner || rec.exp != 1795319276 || rec.prefix != p {
 			t.Errorf("owner %q: %+v, %v", owner, rec, err)
@@ -192,7 +193,7 @@ func TestJournalOwnerField(t *testing.T) {
 		}
 	}
 	// A record of a journal without owners reads as the unknown owner.
-	if rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 5, "")), "\n"))); err != nil || rec.owner != "" {
+	if rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 5, "", grantInfo{})), "\n"))); err != nil || rec.owner != "" {
 		t.Errorf("record without owner: %+v, %v", rec, err)
 	}
 	if _, err := grantAs(t, newEnv(t).open(), "10.0.0.1", t0+10, GrantOptions{Owner: strings.Repeat("x", maxOwnerName+1)}); !errors.Is(err, ErrInvalid) {
@@ -216,4 +217,115 @@ func TestExpiredEntriesOfOthersMakeRoom(t *testing.T) {
 	if _, err := grantAs(t, s, "10.0.5.4", t0+100, GrantOptions{Owner: "guest2"}); !errors.Is(err, ErrFull) {
 		t.Fatalf("with no expired entry left: %v, want ErrFull", err)
 	}
+}
+
+// A grant's details (first and last knock, the client) persist with its
+// owner, through the journal and the metadata file; a re-knock keeps the
+// first knock's time, and a grant made again after expiring starts anew.
+func TestGrantDetailsPersist(t *testing.T) {
+	e := newEnv(t)
+	s := e.open()
+	phone := netip.MustParseAddr("198.51.100.9")
+	mustGrantAs(t, s, "10.0.4.1", t0+100, GrantOptions{Owner: "phone", Client: phone})
+	mustGrantAs(t, s, "10.0.4.2", t0+30, GrantOptions{Owner: "admin", Client: netip.MustParseAddr("2001:db8::9")})
+	mustGrant(t, s, "10.0.4.3", t0+100) // no owner: no details
+	e.clock.Advance(40)
+	r := mustGrantAs(t, s, "10.0.4.1", t0+200, GrantOptions{Owner: "phone", Client: netip.MustParseAddr("::ffff:198.51.100.10")})
+	if r.Entry.Created != t0 || r.Entry.Renewed != t0+40 || r.Entry.Client != netip.MustParseAddr("198.51.100.10") {
+		t.Fatalf("re-knock result %+v: want created at the first knock, renewed now, the new client unmapped", r.Entry)
+	}
+	mustGrantAs(t, s, "10.0.4.2", t0+300, GrantOptions{Owner: "admin"}) // expired 10 s ago, not swept
+	want := map[string]Entry{
+		"10.0.4.1": {Owner: "phone", Created: t0, Renewed: t0 + 40, Client: netip.MustParseAddr("198.51.100.10")},
+		"10.0.4.2": {Owner: "admin", Created: t0 + 40, Renewed: t0 + 40},
+		"10.0.4.3": {},
+	}
+	check := func(when string) {
+		t.Helper()
+		grants, err := s.Grants(e.clock.Unix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(grants) != len(want) {
+			t.Fatalf("%s: %d grants, want %d", when, len(grants), len(want))
+		}
+		for _, g := range grants {
+			w := want[FormatPrefix(g.Prefix)]
+			if g.Owner != w.Owner || g.Created != w.Created || g.Renewed != w.Renewed || g.Client != w.Client {
+				t.Errorf("%s: %s = %+v, want %+v", when, FormatPrefix(g.Prefix), g, w)
+			}
+		}
+	}
+	check("before restart")
+	s.crash()
+	s = e.open()
+	check("after a crash (journal replay)")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = e.open()
+	check("after a clean close (metadata file)")
+	s.Close()
+}
+
+func TestGrantDetailsFields(t *testing.T) {
+	g := grantInfo{created: 5, renewed: 7, client: netip.MustParseAddr("2001:db8::1").As16()}
+	line := string(appendInfo(nil, g))
+	if line != " created=5 renewed=7 client=2001:db8::1" {
+		t.Fatalf("appendInfo = %q", line)
+	}
+	if back, err := parseInfo(line); err != nil || back != g {
+		t.Fatalf("parseInfo(%q) = %+v, %v", line, back, err)
+	}
+	for _, bad := range []string{"created=x", "client=fe80::1%eth0", "client=nope", "future=1", "renewed="} {
+		if _, err := parseInfo(bad); err == nil {
+			t.Errorf("parseInfo(%q) accepted", bad)
+		}
+	}
+	p := netip.MustParsePrefix("10.0.0.1/32")
+	rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, "my phone", g)), "\n")))
+	if err != nil || rec.owner != "my phone" || rec.info != g || rec.exp != 9 {
+		t.Fatalf("record round trip: %+v, %v", rec, err)
+	}
+	rec, err = parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, "", g)), "\n")))
+	if err != nil || rec.owner != "" || rec.info != g {
+		t.Fatalf("record without owner: %+v, %v", rec, err)
+	}
+}
+
+// RevokeOwner removes exactly the owner's entries, durably, with events.
+func TestRevokeOwner(t *testing.T) {
+	e := newEnv(t)
+	s := e.open()
+	var removed []string
+	cancel := s.Subscribe(func(ev Event) {
+		if ev.Kind == Removed {
+			removed = append(removed, FormatPrefix(ev.Entry.Prefix)+"="+ev.Entry.Owner)
+		}
+	})
+	defer cancel()
+	mustGrantAs(t, s, "10.0.5.1", t0+100, GrantOptions{Owner: "lost-phone"})
+	mustGrantAs(t, s, "10.0.5.2", t0+100, GrantOptions{Owner: "lost-phone"})
+	mustGrantAs(t, s, "10.0.5.3", t0+100, GrantOptions{Owner: "laptop"})
+	mustGrant(t, s, "10.0.5.4", t0+100)
+	got, err := s.RevokeOwner("lost-phone")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("RevokeOwner = %v, %v; want the two grants", got, err)
+	}
+	if none, err := s.RevokeOwner("nobody"); err != nil || len(none) != 0 {
+		t.Fatalf("RevokeOwner(nobody) = %v, %v", none, err)
+	}
+	if _, err := s.RevokeOwner(""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("RevokeOwner(\"\") = %v, want ErrInvalid", err)
+	}
+	slices.Sort(removed)
+	if want := []string{"10.0.5.1=lost-phone", "10.0.5.2=lost-phone"}; !slices.Equal(removed, want) {
+		t.Fatalf("Removed events %v, want %v", removed, want)
+	}
+	s.crash()
+	s = e.open()
+	if got, want := ownersOf(t, s, t0), []string{"10.0.5.3=laptop", "10.0.5.4="}; !slices.Equal(got, want) {
+		t.Fatalf("after a crash: %v, want %v", got, want)
+	}
+	s.Close()
 }

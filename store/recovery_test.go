@@ -122,12 +122,12 @@ func TestJournalRecordWithValidChecksumButBadContent(t *testing.T) {
 }
 
 func TestJournalRecordFormat(t *testing.T) {
-	rec := string(appendRecord(nil, '+', netip.MustParsePrefix("203.0.113.7/32"), 1795319276, ""))
+	rec := string(appendRecord(nil, '+', netip.MustParsePrefix("203.0.113.7/32"), 1795319276, "", grantInfo{}))
 	body := "+ 203.0.113.7 1795319276"
 	if want := fmt.Sprintf("%08x %s\n", crc32c(body), body); rec != want {
 		t.Errorf("record %q, want %q", rec, want)
 	}
-	rec = string(appendRecord(nil, '-', netip.MustParsePrefix("2001:db8::/64"), 0, ""))
+	rec = string(appendRecord(nil, '-', netip.MustParsePrefix("2001:db8::/64"), 0, "", grantInfo{}))
 	if !strings.HasSuffix(rec, " - 2001:db8::/64\n") {
 		t.Errorf("delete record %q", rec)
 	}

@@ -25,10 +25,15 @@ type Entry struct {
 	// now < Expires.
 	Expires int64
 	// Owner names who made the grant (a key name), "" when unknown (an
-	// entry of the Python service's whitelist.json). Events and grant
-	// results carry it; Match and Entries, which read the lock-free index,
-	// leave it empty.
+	// entry of the Python Knocker's whitelist.json). Events, grant results
+	// and Grants carry it and the details below; Match and Entries, which
+	// read the lock-free index, leave them empty.
 	Owner string
+	// Created is when the grant was first made and Renewed when it was
+	// last made (unix seconds); Client is the address that made it last.
+	// Zero when unknown: only grants with an owner record them.
+	Created, Renewed int64
+	Client           netip.Addr
 }
 
 // Options configure Open.
@@ -318,7 +323,9 @@ func (s *Store) Grants(now int64) ([]Entry, error) {
 		out = make([]Entry, 0, s.Len())
 		s.idx.each(func(k entryKey, exp int64) {
 			if now < exp {
-				out = append(out, Entry{Prefix: k.prefix(), Expires: exp, Owner: s.w.own.names[s.w.own.of[k]]})
+				e := Entry{Prefix: k.prefix(), Expires: exp}
+				s.w.own.fill(&e, s.w.own.of[k])
+				out = append(out, e)
 			}
 		})
 	}})
@@ -346,6 +353,9 @@ type GrantOptions struct {
 	// Owner names who makes the grant; it is stored with the entry (the
 	// last grant of an entry owns it) and persisted.
 	Owner string
+	// Client is the address that asks for the grant, recorded with it
+	// (with when it was first and last made) when Owner is set.
+	Client netip.Addr
 	// MaxOwned bounds the entries Owner holds: at the bound, a grant of a
 	// further entry first evicts Owner's soonest-expiring ones (0: none).
 	MaxOwned int
@@ -372,7 +382,7 @@ func (s *Store) GrantWith(p netip.Prefix, expires int64, opts GrantOptions) (Gra
 		return GrantResult{}, err
 	}
 	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries,
-		owner: opts.Owner, maxOwned: opts.MaxOwned, mayEvict: opts.MayEvict}
+		owner: opts.Owner, client: opts.Client, maxOwned: opts.MaxOwned, mayEvict: opts.MayEvict}
 	if err := s.submit(r); err != nil {
 		return GrantResult{}, err
 	}
@@ -389,6 +399,19 @@ func (s *Store) Revoke(p netip.Prefix) (bool, error) {
 		return false, err
 	}
 	return r.existed, nil
+}
+
+// RevokeOwner removes every entry owner holds, durably, in one write, and
+// returns them.
+func (s *Store) RevokeOwner(owner string) ([]Entry, error) {
+	if owner == "" {
+		return nil, fmt.Errorf("%w: no owner named", ErrInvalid)
+	}
+	r := &request{kind: reqRevokeOwner, owner: owner}
+	if err := s.submit(r); err != nil {
+		return nil, err
+	}
+	return r.revoked, nil
 }
 
 // Sweep durably removes every entry with Expires <= now and returns how many
