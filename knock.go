@@ -278,7 +278,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusInternalServerError, knockapi.MsgInternal)
 		}
 	}
-	granted, err := k.app.grant(target, expires, key)
+	granted, err := k.app.grant(target, expires, key, ip)
 	if err != nil {
 		if undo != nil {
 			undo()

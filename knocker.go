@@ -223,7 +223,7 @@ func now() time.Time {
 }
 
 // grant whitelists p until expires, durably, as a grant of key.
-func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key) (store.GrantResult, error) {
+func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key, client netip.Addr) (store.GrantResult, error) {
 	s, err := a.openStore()
 	if err != nil {
 		return store.GrantResult{}, err
@@ -233,6 +233,7 @@ func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key) (store.Gran
 	return s.GrantWith(p, expires, store.GrantOptions{
 		MaxEntries: a.MaxEntries,
 		Owner:      key.Name,
+		Client:     client,
 		MaxOwned:   key.MaxGrants,
 		MayEvict:   a.keys.MayEvict(key),
 	})

@@ -126,6 +126,16 @@ func TestKnockOverHTTPOpensThePort(t *testing.T) {
 	}
 	firewalld.ExpectReach(t, clientB, listen, true)
 
+	// Revoked through the admin API: the port closes for clientB.
+	req, _ := http.NewRequest("DELETE", "http://"+testcaddy.AdminAddress(t)+"/knocker/grants/"+clientB, nil)
+	if resp := testutil.MustDo(t, http.DefaultClient, req); resp.Status != 200 || strings.TrimSpace(resp.Body) != `{"revoked":1}` {
+		t.Fatalf("revoke %s: %d %s", clientB, resp.Status, resp.Body)
+	}
+	firewalld.ExpectReach(t, clientB, listen, false)
+	if rules := firewalld.RichRules(t, "public", false); slices.Contains(rules, acceptB) {
+		t.Fatalf("the accept rule for %s outlived its revocation:\n%s", clientB, strings.Join(rules, "\n"))
+	}
+
 	// Tampering: the drop rule removed behind Knocker's back fails /ready.
 	drop := fmt.Sprintf(`rule priority="-27001" family="ipv4" port port="%d" protocol="tcp" drop`, listen)
 	firewalld.Fwcmd(t, "--zone=public", "--remove-rich-rule="+drop)

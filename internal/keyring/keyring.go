@@ -22,6 +22,11 @@ var placeholderSecrets = []string{"CHANGE_ME", "REPLACE_WITH"}
 // minSecretLen is the length below which a secret draws a warning.
 const minSecretLen = 16
 
+// Reserved is the key name of grants made through the admin API; no
+// configured key may take it, so that revoking by key name revokes what
+// that key made and nothing else.
+const Reserved = "admin-api"
+
 // Spec is a key as configured.
 type Spec struct {
 	Name        string
@@ -57,6 +62,9 @@ func New(keys []Spec, resolve func(string) (string, error)) (Ring, []string, err
 	for i, k := range keys {
 		if k.Name == "" {
 			return nil, nil, fmt.Errorf("keys[%d]: name is required", i)
+		}
+		if k.Name == Reserved {
+			return nil, nil, fmt.Errorf("key %q: the name is reserved for grants made through the admin API", k.Name)
 		}
 		if names[k.Name] {
 			return nil, nil, fmt.Errorf("key %q: duplicate key name", k.Name)

@@ -1,0 +1,275 @@
+package knocker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-knocker/knocker/firewall"
+	"github.com/caddy-knocker/knocker/internal/keyring"
+	"github.com/caddy-knocker/knocker/internal/knockapi"
+	"github.com/caddy-knocker/knocker/store"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI is the admin.api.knocker module: the grants on Caddy's admin
+// endpoint, for operators (list, add, revoke). Caddy loads every admin.api
+// module itself; the endpoint is as protected as the rest of the admin API
+// (by default a local address or socket).
+//
+//	GET    /knocker/grants[?key=NAME][&contains=IP]
+//	POST   /knocker/grants            {"entry": "<ip or cidr>", "ttl": <seconds>}
+//	DELETE /knocker/grants/<entry>    (a CIDR's / escaped as %2F)
+//	DELETE /knocker/grants?key=NAME
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.knocker",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes implements caddy.AdminRouter.
+func (a AdminAPI) Routes() []caddy.AdminRoute {
+	h := caddy.AdminHandlerFunc(a.serveGrants)
+	return []caddy.AdminRoute{{Pattern: grantsPath, Handler: h}, {Pattern: grantsPath + "/", Handler: h}}
+}
+
+const grantsPath = "/knocker/grants"
+
+// grantJSON is a grant as the admin API shows it; null where unknown (a
+// grant imported from the Python Knocker's whitelist.json).
+type grantJSON struct {
+	Entry            string  `json:"entry"`
+	ExpiresAt        int64   `json:"expires_at"`
+	ExpiresInSeconds int64   `json:"expires_in_seconds"`
+	Key              *string `json:"key"`
+	CreatedAt        *int64  `json:"created_at"`
+	RenewedAt        *int64  `json:"renewed_at"`
+	ClientIP         *string `json:"client_ip"`
+}
+
+func grantObject(e store.Entry, now int64) grantJSON {
+	g := grantJSON{Entry: store.FormatPrefix(e.Prefix), ExpiresAt: e.Expires, ExpiresInSeconds: e.Expires - now}
+	if e.Owner != "" {
+		g.Key = &e.Owner
+	}
+	if e.Created != 0 {
+		g.CreatedAt = &e.Created
+	}
+	if e.Renewed != 0 {
+		g.RenewedAt = &e.Renewed
+	}
+	if e.Client.IsValid() {
+		c := e.Client.String()
+		g.ClientIP = &c
+	}
+	return g
+}
+
+func (a AdminAPI) serveGrants(w http.ResponseWriter, r *http.Request) error {
+	app, err := runningApp()
+	if err != nil {
+		return err
+	}
+	// Routes: grantsPath, and grantsPath/ followed by one entry.
+	entry, one := strings.CutPrefix(r.URL.EscapedPath(), grantsPath+"/")
+	switch {
+	case one && r.Method == http.MethodDelete:
+		return app.adminRevoke(w, entry)
+	case one:
+		w.Header().Set("Allow", http.MethodDelete)
+	case r.Method == http.MethodGet:
+		return app.adminList(w, r.URL.Query())
+	case r.Method == http.MethodPost:
+		return app.adminGrant(w, r)
+	case r.Method == http.MethodDelete:
+		return app.adminRevokeKey(w, r.URL.Query())
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+	}
+	return apiError(http.StatusMethodNotAllowed, "method not allowed")
+}
+
+// runningApp is the knocker app of the running config.
+func runningApp() (*App, error) {
+	v, err := caddy.ActiveContext().AppIfConfigured("knocker")
+	if err != nil || v == nil {
+		return nil, apiError(http.StatusServiceUnavailable, "the knocker app is not configured")
+	}
+	app, ok := v.(*App)
+	if !ok {
+		return nil, apiError(http.StatusInternalServerError, fmt.Sprintf("knocker app has unexpected type %T", v))
+	}
+	return app, nil
+}
+
+func apiError(status int, msg string) error {
+	return caddy.APIError{HTTPStatus: status, Err: errors.New(msg)}
+}
+
+func (a *App) adminList(w http.ResponseWriter, q url.Values) error {
+	var contains netip.Addr
+	if s := q.Get("contains"); s != "" {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" {
+			return apiError(http.StatusBadRequest, fmt.Sprintf("contains: %q is not an IP address", s))
+		}
+		contains = ip.Unmap()
+	}
+	_, byKey := q["key"]
+	s, err := a.openStore()
+	if err != nil {
+		return apiError(http.StatusServiceUnavailable, err.Error())
+	}
+	ts := now().Unix()
+	grants, err := s.Grants(ts)
+	if err != nil {
+		return apiError(http.StatusServiceUnavailable, err.Error())
+	}
+	out := make([]grantJSON, 0, len(grants))
+	for _, g := range grants {
+		if byKey && g.Owner != q.Get("key") || contains.IsValid() && !g.Prefix.Contains(contains) {
+			continue
+		}
+		out = append(out, grantObject(g, ts))
+	}
+	return writeAdminJSON(w, out)
+}
+
+// adminGrantKey is the key name recorded for grants made through the
+// admin API; no configured key may take it (see keyring.Reserved).
+const adminGrantKey = keyring.Reserved
+
+// adminGrant is an operator's grant: the checks of a remote knock (width,
+// ten-year cap) and the same firewall-then-store order, without a key or
+// a rate limit. It may evict any grant when the whitelist is full.
+func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Entry string `json:"entry"`
+		TTL   int64  `json:"ttl"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, knockapi.MaxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return apiError(http.StatusBadRequest, "want {\"entry\": \"<ip or cidr>\", \"ttl\": <seconds>}: "+err.Error())
+	}
+	p, err := knockapi.ParseTarget(req.Entry)
+	switch {
+	case err != nil:
+		return apiError(http.StatusBadRequest, fmt.Sprintf("entry: %q: %v", req.Entry, err))
+	case knockapi.TooBroad(p):
+		return apiError(http.StatusBadRequest, "entry: "+knockapi.MsgTooBroad)
+	case req.TTL <= 0:
+		return apiError(http.StatusBadRequest, "ttl: want a positive number of seconds")
+	case req.TTL > knockapi.MaxTTL:
+		return apiError(http.StatusBadRequest, "ttl: "+knockapi.MsgTTLTooLarge)
+	}
+	ts := now().Unix()
+	expires := ts + req.TTL
+	var undo func()
+	if a.fw != nil {
+		if undo, err = a.fw.PrepareGrant(r.Context(), p, expires); err != nil {
+			if errors.Is(err, firewall.ErrBusy) {
+				return apiError(http.StatusServiceUnavailable, err.Error())
+			}
+			return apiError(http.StatusInternalServerError, err.Error())
+		}
+	}
+	s, err := a.openStore()
+	var res store.GrantResult
+	if err == nil {
+		res, err = s.GrantWith(p, expires, store.GrantOptions{
+			MaxEntries: a.MaxEntries,
+			Owner:      adminGrantKey,
+			MayEvict:   func(string) bool { return true },
+		})
+	}
+	if err != nil {
+		if undo != nil {
+			undo()
+		}
+		if errors.Is(err, store.ErrFull) {
+			return apiError(http.StatusServiceUnavailable, err.Error())
+		}
+		return apiError(http.StatusInternalServerError, err.Error())
+	}
+	a.logger.Info("grant added through the admin API", grantFields(res.Entry)...)
+	return writeAdminJSON(w, grantObject(res.Entry, ts))
+}
+
+func (a *App) adminRevoke(w http.ResponseWriter, escaped string) error {
+	raw, err := url.PathUnescape(escaped)
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Sprintf("entry %q: %v", escaped, err))
+	}
+	p, err := store.ParseEntryKey(raw)
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Sprintf("entry %q: %v", raw, err))
+	}
+	s, err := a.openStore()
+	var existed bool
+	if err == nil {
+		existed, err = s.Revoke(p)
+	}
+	if err != nil {
+		return apiError(http.StatusInternalServerError, err.Error())
+	}
+	if !existed {
+		return apiError(http.StatusNotFound, fmt.Sprintf("no grant for %s", store.FormatPrefix(p)))
+	}
+	a.logger.Info("grant revoked through the admin API", grantFields(store.Entry{Prefix: p})...)
+	return writeAdminJSON(w, map[string]int{"revoked": 1})
+}
+
+func (a *App) adminRevokeKey(w http.ResponseWriter, q url.Values) error {
+	name := q.Get("key")
+	if name == "" {
+		return apiError(http.StatusBadRequest, "want DELETE "+grantsPath+"/<entry> or "+grantsPath+"?key=NAME")
+	}
+	s, err := a.openStore()
+	var revoked []store.Entry
+	if err == nil {
+		revoked, err = s.RevokeOwner(name)
+	}
+	if err != nil {
+		return apiError(http.StatusInternalServerError, err.Error())
+	}
+	for _, e := range revoked {
+		a.logger.Info("grant revoked through the admin API", grantFields(e)...)
+	}
+	return writeAdminJSON(w, map[string]int{"revoked": len(revoked)})
+}
+
+// grantFields are e's log fields.
+func grantFields(e store.Entry) []zap.Field {
+	f := []zap.Field{zap.String("entry", store.FormatPrefix(e.Prefix))}
+	if e.Expires != 0 {
+		f = append(f, zap.Int64("expires_at", e.Expires))
+	}
+	if e.Owner != "" {
+		f = append(f, zap.String("key", e.Owner))
+	}
+	return f
+}
+
+func writeAdminJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards.
+var _ caddy.AdminRouter = (*AdminAPI)(nil)
