@@ -146,7 +146,7 @@ func (a *App) Start() error {
 	}
 	if a.fw != nil {
 		if err := a.fw.Start(firewall.Whitelist{Store: s, Path: a.path}); err != nil {
-			return fmt.Errorf("firewall: %w", err)
+			return fmt.Errorf("firewall %s: %w", caddy.GetModuleName(a.fw), err)
 		}
 	}
 	a.logger.Info("knocker started",
@@ -251,7 +251,7 @@ func (a *App) match(ip netip.Addr, now int64) (store.Entry, bool, error) {
 
 // ready reports whether grants can be stored and, with firewalld, whether
 // the protection is in place. reason is the text /ready shows: the
-// original's for storage (details only in the log), the firewalld reason
+// Python Knocker's for storage (details only in the log), the firewalld reason
 // in full, since that is what an operator must fix.
 func (a *App) ready() (reason string, err error) {
 	s, err := a.openStore()

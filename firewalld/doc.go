@@ -21,8 +21,8 @@
 //
 // Negative-priority rich rules run before the zone's own services and
 // ports, so a monitored port is closed even if the zone opens it, and
-// every other port behaves exactly as the host's zones say. The Python Knocker
-// Python service used a dedicated zone bound to the monitored sources
+// every other port behaves exactly as the host's zones say. The Python
+// Knocker used a dedicated zone bound to the monitored sources
 // instead; since firewalld hands a packet to exactly one zone, that zone's
 // target then decided every unmonitored port too (rejecting them, the
 // HTTPS port of the knock endpoint included, or accepting all). No zone

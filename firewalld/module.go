@@ -146,7 +146,7 @@ func (b *Backend) Stop() error {
 	return nil
 }
 
-// Cleanup stops the app if Start ran and Stop did not.
+// Cleanup stops the backend if Start ran and Stop did not.
 func (b *Backend) Cleanup() error { return b.Stop() }
 
 // PrepareGrant opens p's ports (one timed accept rule per zone and port,
@@ -154,7 +154,7 @@ func (b *Backend) Cleanup() error { return b.Stop() }
 // before the knock is answered. A re-knock replaces the timeout. If a rule
 // fails, those already changed are rolled back and the error is returned.
 // The error wraps ErrBusy when the mutation queue is full (answer 503) and
-// ErrStopped when the app is not running; anything else is a failure
+// ErrStopped when the backend is not running; anything else is a failure
 // (answer 500). Call undo if the grant cannot be persisted: it returns at
 // once and puts p's rules back in line with the store shortly after.
 func (b *Backend) PrepareGrant(ctx context.Context, p netip.Prefix, expires int64) (undo func(), err error) {

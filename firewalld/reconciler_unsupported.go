@@ -14,7 +14,7 @@ import (
 )
 
 // The D-Bus client (godbus) does not build on these systems, and firewalld
-// does not run on them: the app still loads and validates its
+// does not run on them: the backend still loads and validates its
 // configuration, so one Caddyfile serves every platform, and Start says
 // why it cannot protect anything.
 

@@ -15,7 +15,7 @@ import (
 // D-Bus bus, held in a caddy.UsagePool (as caddytls holds its certificate
 // cache): it lives while any Backend on that bus runs, so a reload carries it
 // over, and once every Backend on the bus has stopped it is dropped; the next
-// Backend rebuilds it from firewalld's listings. An Backend sees only the state of
+// Backend rebuilds it from firewalld's listings. A Backend sees only the state of
 // the firewalld it talks to.
 type shared struct {
 	bus string // D-Bus address; the pool key

@@ -58,7 +58,7 @@ for target in windows/amd64 darwin/arm64 linux/arm64 freebsd/amd64; do
 	GOOS=${target%/*} GOARCH=${target#*/} go vet ./... || { echo "go vet ./... (tests too) for $target failed"; exit 1; }
 	echo "$target: go build ./... and go vet ./... pass"
 done
-# Where the D-Bus client does not build, the firewalld app is a stub that
+# Where the D-Bus client does not build, the firewalld backend is a stub that
 # refuses to start; its tests (which drive a real firewalld) do not build.
 for target in openbsd/amd64 illumos/amd64 dragonfly/amd64; do
 	GOOS=${target%/*} GOARCH=${target#*/} go build ./... || { echo "go build ./... for $target failed"; exit 1; }
@@ -78,10 +78,10 @@ fi
 step "xcaddy build (scripts/xcaddy-build.sh, as in the Dockerfile)"
 scripts/xcaddy-build.sh "$work/caddy"
 modules=$("$work/caddy" list-modules)
-for m in knocker http.handlers.knock http.handlers.knocker; do
+for m in knocker http.handlers.knock http.handlers.knocker knocker.firewall.firewalld admin.api.knocker; do
 	grep -qx "$m" <<<"$modules" || { echo "xcaddy build lacks module $m"; exit 1; }
 done
-echo "xcaddy build lists knocker, http.handlers.knock, http.handlers.knocker"
+echo "xcaddy build lists knocker, http.handlers.knock, http.handlers.knocker, knocker.firewall.firewalld, admin.api.knocker"
 
 step "unit, integration, browser and end-to-end tests (race detector)"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
@@ -95,11 +95,11 @@ fi
 grep -E '^(ok|FAIL)|figure:|screenshot:' "$work/test.log"
 echo "test artifacts (screenshots): $artifacts"
 
-step "fuzzing: every Fuzz target for ${FUZZTIME:=10s} (committed corpora in testdata/fuzz)"
+step "fuzzing: every Fuzz target for ${FUZZTIME:=10s} (committed corpora in each package's testdata/fuzz)"
 for pkg in $(go list ./...); do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$work/fuzz.txt" 2>&1 ||
-			{ cat "$work/fuzz.txt"; echo "fuzzing $target found a failure; the input is under testdata/fuzz/$target"; exit 1; }
+			{ cat "$work/fuzz.txt"; echo "fuzzing $target found a failure; the input is under $(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$target"; exit 1; }
 		echo "$target: $(grep -o 'execs: [0-9]*' "$work/fuzz.txt" | tail -1) in $FUZZTIME, no failure"
 	done
 done

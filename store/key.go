@@ -19,8 +19,8 @@ import (
 //     change its meaning and could widen it to all of IPv4.
 var errUnsupportedKey = errors.New("not supported")
 
-// FormatPrefix returns the canonical text of an entry key, as the Python Knocker
-// service wrote it: a bare address for single hosts (/32, /128), otherwise
+// FormatPrefix returns the canonical text of an entry key, as the Python
+// Knocker wrote it: a bare address for single hosts (/32, /128), otherwise
 // "network/bits". IPv6 is compressed and lower-case (RFC 5952).
 func FormatPrefix(p netip.Prefix) string {
 	return string(appendPrefix(nil, p))

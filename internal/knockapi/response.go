@@ -41,17 +41,20 @@ type StatusResponse struct {
 	ExpiresInSeconds *int64  `json:"expires_in_seconds"` // null when not whitelisted
 }
 
+// HealthResponse is the body of /health and /ready.
 type HealthResponse struct {
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
 }
 
+// WriteError answers with e as the JSON body {"error": "..."}.
 func WriteError(w http.ResponseWriter, e *Error) {
 	WriteJSON(w, e.Status, struct {
 		Error string `json:"error"`
 	}{e.Message})
 }
 
+// WriteJSON answers status with v as JSON.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil { // only our own fixed types are marshalled

@@ -172,7 +172,7 @@ func ParsePrefixes(field string, in []string) (Prefixes, error) {
 	return out, nil
 }
 
-// match reports whether the raw request path (escaped path, or a forwarded
+// Match reports whether the raw request path (escaped path, or a forwarded
 // URI) falls under one of the prefixes, at a segment boundary.
 func (ps Prefixes) Match(raw string) bool {
 	if len(ps) == 0 || isAmbiguousPath(raw) {
