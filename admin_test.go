@@ -87,6 +87,13 @@ func TestAdminAPIGrants(t *testing.T) {
 	if c := all[0].ClientIP; c == nil || *c != "198.51.100.20" {
 		t.Fatalf("remote grant's client %v, want the admin's address", c)
 	}
+	// A config reload keeps the grants and their details.
+	startCaddyIn(t, h.dir, "max_entries 500", defaultSite)
+	if again := grantsOf(t, admin(t, "GET", "/knocker/grants", "")); !slices.EqualFunc(again, all, func(a, b grantJSON) bool {
+		return a.Entry == b.Entry && *a.Key == *b.Key && *a.CreatedAt == *b.CreatedAt && *a.ClientIP == *b.ClientIP
+	}) {
+		t.Fatalf("after a reload: %+v, want %+v", again, all)
+	}
 	if got := entriesOf(grantsOf(t, admin(t, "GET", "/knocker/grants?key=phone", ""))); !slices.Equal(got, []string{"203.0.113.10", "203.0.113.11"}) {
 		t.Fatalf("?key=phone: %v", got)
 	}
