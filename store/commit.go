@@ -268,7 +268,7 @@ func (s *Store) planGrant(r *request) {
 	}
 	for _, v := range victims {
 		victim := s.entry(v.key, v.exp)
-		s.stage(v.key, Event{Kind: Removed, Entry: victim}, noOwner)
+		s.stage(v.key, Event{Kind: Removed, Entry: victim, Evicted: true}, noOwner)
 		r.result.Evicted = append(r.result.Evicted, victim)
 	}
 	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires, Owner: r.owner}}
