@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -39,16 +38,16 @@ func newBenchGate(b testing.TB) *Gate {
 }
 
 // gateRequest is a request as Caddy hands it to handlers: client IP resolved
-// into the vars.
+// into the vars, the replacer with Caddy's HTTP placeholders.
 func gateRequest(clientIP string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/app/page", nil)
 	r.RemoteAddr = clientIP + ":40000"
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{
 		caddyhttp.ClientIPVarKey:     clientIP,
 		caddyhttp.TrustedProxyVarKey: false,
-	})
-	return r.WithContext(ctx)
+	}))
+	caddyhttp.NewTestReplacer(r)
+	return r
 }
 
 var okHandler = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
