@@ -113,6 +113,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}
 	if g.allows(ip) || g.app.allowed(ip, now().Unix()) {
+		g.notePlaceholders(r, outcomeAdmitted)
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)
@@ -125,8 +126,10 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // 5xx), after building it (an ID, a stack trace) and encoding the request
 // into its error log's context. A scanner flood is this path's workload, so
 // the gate does the same itself at a fraction of the cost. Unlike Caddy's
-// error answer, middleware wrapping the gate sees this response.
+// error answer, middleware wrapping the gate sees this response. Either
+// way the placeholders say why (placeholders.go).
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
+	g.notePlaceholders(r, deniedReason(why))
 	switch {
 	case carriedKnockerKey(r):
 		writeStatus(w, status)

@@ -77,6 +77,12 @@ type appState struct {
 	laxServers   sync.Map // *caddyhttp.Server already warned about
 	proxySources sync.Map // *caddyhttp.Server -> proxySourceOf, or the error reading it
 
+	// The store's event hub, and how this config emits through it (see
+	// events.go); emitting: registered with the hub. Guarded by mu.
+	hub      *eventHub
+	target   *eventTarget
+	emitting bool
+
 	readyMu  sync.Mutex // one firewalld check at a time
 	readyAt  time.Time
 	readyErr error
@@ -114,6 +120,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return limiter.New(), nil })
 	a.limiter = v.(*limiter.Limiter)
+	if err := a.provisionEvents(ctx); err != nil {
+		return err
+	}
 	return a.provisionFirewall(ctx)
 }
 
@@ -156,9 +165,11 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop stops the firewall backend, which leaves its rules in place. The
-// store stays open: the next config, or Cleanup, decides its fate.
+// Stop hands emitting events over to the previous config, if one still
+// runs, and stops the firewall backend, which leaves its rules in place.
+// The store stays open: the next config, or Cleanup, decides its fate.
 func (a *App) Stop() error {
+	a.stopEvents()
 	if a.fw != nil {
 		return a.fw.Stop()
 	}
@@ -171,6 +182,7 @@ func (a *App) Cleanup() error {
 	if a.run == nil { // Provision failed early
 		return nil
 	}
+	a.stopEvents() // a config that failed after starting is not stopped
 	a.run.mu.Lock()
 	defer a.run.mu.Unlock()
 	a.run.released = true

@@ -54,7 +54,10 @@ var limiters = caddy.NewUsagePool()
 
 const limiterKey = "knock"
 
-type pooledStore struct{ *store.Store }
+type pooledStore struct {
+	*store.Store
+	hub *eventHub
+}
 
 // sweeps holds, per whitelist path, the cleanup_interval of every config
 // holding the store. The store sweeps at the shortest of them, and a config
@@ -103,7 +106,11 @@ func shortestSweep(path string) time.Duration {
 	return shortest
 }
 
-func (p pooledStore) Destruct() error { return p.Close() }
+func (p pooledStore) Destruct() error {
+	err := p.Close()
+	p.hub.close()
+	return err
+}
 
 // openStore returns the store, opening it if Start has not yet run: Caddy
 // starts apps in random order, so the HTTP server may serve a request
@@ -135,12 +142,13 @@ func (a *App) openStore() (*store.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return pooledStore{s}, nil
+		return pooledStore{s, newEventHub(s)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening whitelist: %w", err)
 	}
 	s := v.(pooledStore).Store
+	a.run.hub = v.(pooledStore).hub
 	holdSweep(key, a.run, time.Duration(a.CleanupInterval), s)
 	a.run.poolKey, a.run.acquired = key, true
 	a.run.st.Store(s)

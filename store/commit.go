@@ -294,7 +294,7 @@ func (s *Store) planGrant(r *request) {
 	}
 	for _, v := range victims {
 		victim := s.entry(v.key, v.exp)
-		s.stage(v.key, Event{Kind: Removed, Entry: victim}, entryMeta{})
+		s.stage(v.key, Event{Kind: Removed, Entry: victim, Evicted: true}, entryMeta{})
 		r.result.Evicted = append(r.result.Evicted, victim)
 	}
 	m := entryMeta{owner: id}

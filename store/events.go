@@ -15,7 +15,7 @@ type Kind uint8
 const (
 	Added    Kind = iota + 1 // new entry
 	Extended                 // existing entry got a new expiry (later or earlier: the last knock wins)
-	Removed                  // revoked, or evicted to respect MaxEntries
+	Removed                  // revoked, or evicted to respect MaxEntries (Event.Evicted)
 	Expired                  // removed by the sweeper because its expiry passed
 )
 
@@ -41,6 +41,9 @@ type Event struct {
 	Entry Entry
 	// Previous is the old expiry for Extended, else 0.
 	Previous int64
+	// Evicted marks a Removed entry that a grant evicted to make room
+	// (MaxEntries or the owner's MaxOwned) rather than a revocation.
+	Evicted bool
 }
 
 // subscribers is a copy-on-write list, so that delivering an event takes no

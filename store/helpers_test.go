@@ -128,7 +128,7 @@ func record(s *Store) *recorder {
 	return r
 }
 
-// take returns the events so far as "kind key exp [prev]" strings. Events
+// take returns the events so far as "kind key exp [prev] [evicted]" strings. Events
 // are delivered before the mutating call returns, so no locking is needed
 // when the test only reads after its own calls.
 func (r *recorder) take() []string {
@@ -137,6 +137,9 @@ func (r *recorder) take() []string {
 		s := ev.Kind.String() + " " + FormatPrefix(ev.Entry.Prefix) + " " + itoa(ev.Entry.Expires)
 		if ev.Previous != 0 {
 			s += " " + itoa(ev.Previous)
+		}
+		if ev.Evicted {
+			s += " evicted"
 		}
 		out = append(out, s)
 	}

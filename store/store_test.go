@@ -164,7 +164,7 @@ func TestEvictionNeverRemovesNewEntry(t *testing.T) {
 	if !s.Allowed(netip.MustParseAddr("10.0.0.4"), t0) {
 		t.Error("the granted entry is not allowed")
 	}
-	if want := []string{"removed 10.0.0.2 100", "added 10.0.0.4 50"}; !slices.Equal(rec.take(), want) {
+	if want := []string{"removed 10.0.0.2 100 evicted", "added 10.0.0.4 50"}; !slices.Equal(rec.take(), want) {
 		t.Errorf("events differ from %q", want)
 	}
 	// Extending an existing entry at the limit evicts nothing.
