@@ -106,13 +106,19 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return g.refuse(w, r, http.StatusTooEarly, errEarlyData)
 	}
 	if g.excludes(r.URL.EscapedPath()) {
+		metrics.countGate(decisionExcluded)
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	ip, ok := g.app.client(r)
 	if !ok {
 		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}
-	if g.allows(ip) || g.app.allowed(ip, now().Unix()) {
+	if g.allows(ip) {
+		metrics.countGate(decisionAlwaysAllowed)
+		return g.app.passOn(w, r, next, g.logger)
+	}
+	if g.app.allowed(ip, now().Unix()) {
+		metrics.countGate(decisionAllowed)
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)
@@ -127,6 +133,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // the gate does the same itself at a fraction of the cost. Unlike Caddy's
 // error answer, middleware wrapping the gate sees this response.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
+	metrics.countGate(decisionDenied)
 	switch {
 	case carriedKnockerKey(r):
 		writeStatus(w, status)

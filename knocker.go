@@ -114,6 +114,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	v, _, _ := limiters.LoadOrNew(limiterKey, func() (caddy.Destructor, error) { return limiter.New(), nil })
 	a.limiter = v.(*limiter.Limiter)
+	if err := a.registerMetrics(ctx); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	return a.provisionFirewall(ctx)
 }
 
