@@ -106,13 +106,20 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return g.refuse(w, r, http.StatusTooEarly, errEarlyData)
 	}
 	if g.excludes(r.URL.EscapedPath()) {
+		metrics.countGate(decisionExcluded)
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	ip, ok := g.app.client(r)
 	if !ok {
 		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}
-	if g.allows(ip) || g.app.allowed(ip, now().Unix()) {
+	if g.allows(ip) {
+		metrics.countGate(decisionAlwaysAllowed)
+		g.notePlaceholders(r, outcomeAdmitted)
+		return g.app.passOn(w, r, next, g.logger)
+	}
+	if g.app.allowed(ip, now().Unix()) {
+		metrics.countGate(decisionAllowed)
 		g.notePlaceholders(r, outcomeAdmitted)
 		return g.app.passOn(w, r, next, g.logger)
 	}
@@ -130,6 +137,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // way the placeholders say why (placeholders.go).
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
 	g.notePlaceholders(r, deniedReason(why))
+	metrics.countGate(decisionDenied)
 	switch {
 	case carriedKnockerKey(r):
 		writeStatus(w, status)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -161,25 +162,30 @@ func (k *Knock) serveUnknown(w http.ResponseWriter, _ *http.Request, _ string) {
 // serveKnock answers every outcome with the Python Knocker's status codes
 // and JSON bodies, which its clients parse: it writes its responses rather
 // than return Caddy errors (which handle_errors would render as Caddy
-// pages, and whose log entry would print the request headers).
+// pages, and whose log entry would print the request headers). Every
+// answer but a CORS preflight counts in the knock metrics (metrics.go).
 func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented string) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", k.CORSOrigin)
-	switch r.Method {
-	case http.MethodOptions:
+	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "X-Api-Key, Content-Type")
 		w.WriteHeader(http.StatusNoContent)
 		return
-	case http.MethodPost:
-	default:
-		h.Set("Allow", "POST, OPTIONS")
-		knockapi.WriteError(w, knockapi.NewError(http.StatusMethodNotAllowed, knockapi.MsgMethod))
-		return
+	}
+	began := time.Now()
+	metrics.countKnock(k.answerKnock(w, r, presented), began)
+}
+
+// answerKnock answers a knock that is no preflight and returns the status
+// written.
+func (k *Knock) answerKnock(w http.ResponseWriter, r *http.Request, presented string) int {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		return writeError(w, knockapi.NewError(http.StatusMethodNotAllowed, knockapi.MsgMethod))
 	}
 	if isEarlyData(r) {
-		knockapi.WriteError(w, knockapi.NewError(http.StatusTooEarly, knockapi.MsgTooEarly))
-		return
+		return writeError(w, knockapi.NewError(http.StatusTooEarly, knockapi.MsgTooEarly))
 	}
 
 	ts := now().Unix()
@@ -192,16 +198,13 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 		// pages from sending one.) The answer is the one the checks below
 		// would give, and says nothing about any key.
 		if !client.ok {
-			knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
-		} else {
-			knockapi.WriteError(w, knockapi.NewError(http.StatusUnauthorized, knockapi.MsgBadKey))
+			return writeError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
 		}
-		return
+		return writeError(w, knockapi.NewError(http.StatusUnauthorized, knockapi.MsgBadKey))
 	}
 	res, retry, ok := k.app.limiter.Reserve(client.actor, ts, k.app.limits)
 	if !ok {
-		k.rateLimited(w, retry)
-		return
+		return k.rateLimited(w, retry)
 	}
 	resp, apiErr := k.knock(r, presented, client, &res, ts)
 	res.Settle(apiErr == nil)
@@ -209,15 +212,21 @@ func (k *Knock) serveKnock(w http.ResponseWriter, r *http.Request, presented str
 		if apiErr.Status == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", strconv.FormatInt(apiErr.RetryAfter, 10))
 		}
-		knockapi.WriteError(w, apiErr)
-		return
+		return writeError(w, apiErr)
 	}
 	knockapi.WriteJSON(w, http.StatusOK, resp)
+	return http.StatusOK
 }
 
-func (k *Knock) rateLimited(w http.ResponseWriter, retryAfter int64) {
+// writeError writes e and returns its status.
+func writeError(w http.ResponseWriter, e *knockapi.Error) int {
+	knockapi.WriteError(w, e)
+	return e.Status
+}
+
+func (k *Knock) rateLimited(w http.ResponseWriter, retryAfter int64) int {
 	w.Header().Set("Retry-After", strconv.FormatInt(retryAfter, 10))
-	knockapi.WriteError(w, knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited))
+	return writeError(w, knockapi.NewError(http.StatusTooManyRequests, knockapi.MsgRateLimited))
 }
 
 // knock runs the Python Knocker's checks in its order. Its caller

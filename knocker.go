@@ -123,6 +123,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionEvents(ctx); err != nil {
 		return err
 	}
+	if err := a.registerMetrics(ctx); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	return a.provisionFirewall(ctx)
 }
 

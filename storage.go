@@ -138,6 +138,7 @@ func (a *App) openStore() (*store.Store, error) {
 			CleanupInterval: time.Duration(a.CleanupInterval),
 			Now:             now,
 			Logger:          newLongLivedLogger("knocker.store"),
+			ObserveSync:     observeStoreSync,
 		})
 		if err != nil {
 			return nil, err

@@ -34,7 +34,8 @@ func ruleTimeout(expires, now int64) int32 {
 // openGrant is PrepareGrant's job: give p one accept rule per zone and port
 // that expires at expires. If one fails, the rules already changed are put
 // back in line with the store and the error is returned.
-func (r *reconciler) openGrant(ctx context.Context, p netip.Prefix, expires int64) error {
+func (r *reconciler) openGrant(ctx context.Context, p netip.Prefix, expires int64) (err error) {
+	defer metrics.done(opOpen, time.Now(), &err)
 	c, err := r.client()
 	if err != nil {
 		return err
@@ -124,7 +125,8 @@ func (r *reconciler) rollback(c *client, p netip.Prefix, done []placement) {
 
 // closeGrant removes every accept rule placed for p, in any zone and for
 // any port (also those of an earlier configuration).
-func (r *reconciler) closeGrant(ctx context.Context, p netip.Prefix) error {
+func (r *reconciler) closeGrant(ctx context.Context, p netip.Prefix) (err error) {
+	defer metrics.done(opClose, time.Now(), &err)
 	c, err := r.client()
 	if err != nil {
 		return err

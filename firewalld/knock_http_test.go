@@ -156,6 +156,31 @@ func TestKnockOverHTTPOpensThePort(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "whitelist.firewalld.json")); err != nil {
 		t.Fatalf("firewalld state file beside the whitelist: %v", err)
 	}
+
+	// The backend's metrics are on the admin endpoint, beside the app's,
+	// with no address in them: two knocks opened rules, the tampering
+	// failed a check.
+	status, metrics := testutil.Get(t, http.DefaultClient, fmt.Sprintf("http://%s/metrics", testcaddy.AdminAddress(t)))
+	if status != 200 {
+		t.Fatalf("/metrics: %d", status)
+	}
+	for name, least := range map[string]float64{
+		`caddy_knocker_firewalld_operation_duration_seconds_count{operation="open"}`: 2,
+		`caddy_knocker_firewalld_operation_errors_total{operation="verify"}`:         1,
+		`caddy_knocker_knocks_total{outcome="granted"}`:                              2,
+	} {
+		var v float64
+		if i := strings.Index(metrics, "\n"+name+" "); i < 0 {
+			t.Errorf("/metrics has no %s", name)
+		} else if _, err := fmt.Sscan(metrics[i+len(name)+2:], &v); err != nil || v < least {
+			t.Errorf("%s = %v (%v), want at least %v", name, v, err, least)
+		}
+	}
+	for _, ip := range []string{clientA, clientB} {
+		if strings.Contains(metrics, ip) {
+			t.Errorf("/metrics names %s", ip)
+		}
+	}
 }
 
 // TestCrashKeepsRulesMatchingGrants: Caddy (the built binary) with

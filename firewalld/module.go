@@ -94,6 +94,9 @@ func (b *Backend) Provision(ctx caddy.Context) error {
 		s.stateFile = p
 	}
 	b.cfg = s
+	if err := registerMetrics(ctx); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	return nil
 }
 
@@ -102,7 +105,7 @@ func (b *Backend) Provision(ctx caddy.Context) error {
 // verifies them, restores every active grant's accept rules with its
 // remaining time, and follows the store and firewalld from then on. It
 // fails if the protection cannot be verified.
-func (b *Backend) Start(wl firewall.Whitelist) error {
+func (b *Backend) Start(wl firewall.Whitelist) (err error) {
 	if b.run == nil {
 		return errors.New("firewalld: Start before Provision")
 	}
@@ -111,6 +114,7 @@ func (b *Backend) Start(wl firewall.Whitelist) error {
 	if b.run.rec.Load() != nil {
 		return nil
 	}
+	defer metrics.done(opStart, time.Now(), &err)
 	statePath := b.cfg.stateFile
 	if statePath == "" {
 		statePath = defaultStatePath(wl.Path)
@@ -178,13 +182,14 @@ func (b *Backend) PrepareGrant(ctx context.Context, p netip.Prefix, expires int6
 // Ready reports whether the protection holds: firewalld is running and
 // every default rule is active in every protected zone. The error says
 // why not. For /ready.
-func (b *Backend) Ready() error {
+func (b *Backend) Ready() (err error) {
 	r := b.reconciler()
 	if r == nil {
 		return fmt.Errorf("firewalld protection is not active: %w", ErrStopped)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
+	defer metrics.done(opVerify, time.Now(), &err)
 	if err := r.verify(ctx); err != nil {
 		return fmt.Errorf("firewalld: %w", err)
 	}

@@ -163,6 +163,8 @@ func (r *reconciler) resync(reason string) {
 	if rerr != nil {
 		log.Error("restoring grants' accept rules", zap.Error(rerr))
 	}
+	failed := errors.Join(err, rerr)
+	metrics.done(opResync, began, &failed)
 	log.Info("firewalld rules re-applied",
 		zap.Int("accept_rules", restored),
 		zap.Int("stale_accepts_pruned", pruned),

@@ -383,7 +383,11 @@ func (s *Store) appendJournal(b []byte) error {
 	}
 	if err == nil {
 		s.fsyncs.Add(1)
+		began := time.Now()
 		err = s.w.journal.Sync()
+		if s.observeSync != nil {
+			s.observeSync(time.Since(began))
+		}
 	}
 	if err == nil {
 		s.w.journalSize += int64(len(b))

@@ -43,6 +43,11 @@ type Options struct {
 	CleanupInterval time.Duration    // > 0; period of the background sweep of expired entries
 	Now             func() time.Time // nil means time.Now
 	Logger          *zap.Logger      // nil means no logging
+	// ObserveSync, when set, is called with the duration of every journal
+	// fsync (one per group commit, shared by the grants and revocations of
+	// its batch), on the committer goroutine: it must be quick and must not
+	// call the store. For metrics.
+	ObserveSync func(time.Duration)
 }
 
 // GrantResult describes the effect of a Grant.
@@ -78,8 +83,9 @@ var (
 type Store struct {
 	path, journalPath, oldJournalPath, dir string
 
-	log *zap.Logger
-	now func() time.Time
+	log         *zap.Logger
+	now         func() time.Time
+	observeSync func(time.Duration) // nil: not observed
 
 	idx   index
 	count atomic.Int64 // entries in idx, expired-not-swept included
@@ -177,6 +183,7 @@ func Open(opts Options) (*Store, error) {
 		dir:            filepath.Dir(path),
 		log:            opts.Logger,
 		now:            opts.Now,
+		observeSync:    opts.ObserveSync,
 		limitsChanged:  make(chan struct{}, 1),
 		reqs:           make(chan *request, 1024),
 		stopSweep:      make(chan struct{}),

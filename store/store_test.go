@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -599,4 +600,35 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("%d goroutines after Close, %d before Open", runtime.NumGoroutine(), before)
+}
+
+func TestObserveSyncSeesEveryJournalFsync(t *testing.T) {
+	e := newEnv(t)
+	var calls atomic.Int64
+	var negative atomic.Bool
+	opts := e.options()
+	opts.ObserveSync = func(d time.Duration) {
+		calls.Add(1)
+		if d < 0 {
+			negative.Store(true)
+		}
+	}
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		mustGrant(t, s, fmt.Sprintf("10.0.0.%d", i), t0+100)
+	}
+	if _, err := s.Revoke(netip.MustParsePrefix("10.0.0.0/32")); err != nil {
+		t.Fatal(err)
+	}
+	// Each call returns after its batch's fsync and its observation.
+	if got, want := calls.Load(), s.fsyncs.Load(); got != want || got < 4 {
+		t.Errorf("ObserveSync called %d times for %d journal fsyncs (4 commits)", got, want)
+	}
+	if negative.Load() {
+		t.Error("ObserveSync saw a negative duration")
+	}
 }
