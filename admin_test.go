@@ -2,7 +2,10 @@ package knocker
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -165,5 +168,24 @@ func TestReservedKeyName(t *testing.T) {
 	keys := []APIKey{{Name: "admin-api", Secret: "secret-0123456789abcdef", MaxTTL: caddy.Duration(time.Hour)}}
 	if _, _, err := newKeyring(keys, caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), `key "admin-api": the name is reserved`) {
 		t.Fatalf("newKeyring = %v, want the reserved-name error", err)
+	}
+}
+
+// Grants imported from the Python Knocker's whitelist.json have no key,
+// no times and no client: null in the listing.
+func TestAdminAPIImportedGrant(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	if err := os.WriteFile(filepath.Join(dir, "state", "whitelist.json"), fmt.Appendf(nil, `{"198.51.100.0/24": %d}`, exp), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startCaddyIn(t, dir, "", defaultSite)
+	r := admin(t, "GET", "/knocker/grants", "")
+	want := fmt.Sprintf(`[{"entry":"198.51.100.0/24","expires_at":%d,"expires_in_seconds":`, exp)
+	if r.Status != 200 || !strings.HasPrefix(r.Body, want) || !strings.HasSuffix(strings.TrimSpace(r.Body), `"key":null,"created_at":null,"renewed_at":null,"client_ip":null}]`) {
+		t.Fatalf("imported grant: %d %s", r.Status, r.Body)
 	}
 }
