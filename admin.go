@@ -207,6 +207,9 @@ func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 		}
 		return apiError(http.StatusInternalServerError, err.Error())
 	}
+	for _, v := range res.Evicted {
+		a.logger.Info("grant evicted to make room", append(evictedFields(v), zap.String("entry", store.FormatPrefix(p)), zap.String("key", adminGrantKey))...)
+	}
 	a.logger.Info("grant added through the admin API", grantFields(res.Entry)...)
 	return writeAdminJSON(w, grantObject(res.Entry, ts))
 }
@@ -221,10 +224,10 @@ func (a *App) adminRevoke(w http.ResponseWriter, escaped string) error {
 		return apiError(http.StatusBadRequest, fmt.Sprintf("entry %q: %v", raw, err))
 	}
 	s, err := a.openStore()
-	var existed bool
-	if err == nil {
-		existed, err = s.Revoke(p)
+	if err != nil {
+		return apiError(http.StatusServiceUnavailable, err.Error())
 	}
+	existed, err := s.Revoke(p)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, err.Error())
 	}
@@ -241,10 +244,10 @@ func (a *App) adminRevokeKey(w http.ResponseWriter, q url.Values) error {
 		return apiError(http.StatusBadRequest, "want DELETE "+grantsPath+"/<entry> or "+grantsPath+"?key=NAME")
 	}
 	s, err := a.openStore()
-	var revoked []store.Entry
-	if err == nil {
-		revoked, err = s.RevokeOwner(name)
+	if err != nil {
+		return apiError(http.StatusServiceUnavailable, err.Error())
 	}
+	revoked, err := s.RevokeOwner(name)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, err.Error())
 	}
@@ -252,6 +255,11 @@ func (a *App) adminRevokeKey(w http.ResponseWriter, q url.Values) error {
 		a.logger.Info("grant revoked through the admin API", grantFields(e)...)
 	}
 	return writeAdminJSON(w, map[string]int{"revoked": len(revoked)})
+}
+
+// evictedFields name a grant evicted to make room.
+func evictedFields(v store.Entry) []zap.Field {
+	return []zap.Field{zap.String("evicted_entry", store.FormatPrefix(v.Prefix)), zap.Int64("evicted_expires_at", v.Expires), zap.String("evicted_key", v.Owner)}
 }
 
 // grantFields are e's log fields.

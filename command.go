@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +18,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/caddy-knocker/knocker/internal/keyring"
+	"github.com/caddy-knocker/knocker/store"
 )
 
 func init() {
@@ -216,6 +218,9 @@ func keygenCommand() *cobra.Command {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		name := fl.String("name")
+		if name == "" || name == keyring.Reserved || store.CheckOwnerName(name) != nil || strings.ContainsAny(name, "\n\r") {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("--name: %q cannot name a key (valid UTF-8 on one line, at most 256 bytes, not %q)", name, keyring.Reserved)
+		}
 		env := "KNOCKER_" + strings.ToUpper(strings.Map(func(r rune) rune {
 			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
 				return r
@@ -224,7 +229,7 @@ func keygenCommand() *cobra.Command {
 		}, name)) + "_KEY"
 		token := name
 		if strings.ContainsAny(name, " \t\"{}#") {
-			token = strconv.Quote(name)
+			token = `"` + strings.ReplaceAll(name, `"`, `\"`) + `"` // the Caddyfile escapes only quotes
 		}
 		fmt.Fprintf(c.OutOrStdout(), "%s=%s\n\n# in the knocker global option; the secret stays in the environment:\nkey %s {env.%s} {\n\tmax_ttl 4h\n}\n", env, secret, token, env)
 		return caddy.ExitCodeSuccess, nil

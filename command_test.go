@@ -81,6 +81,13 @@ func TestKnockerCommands(t *testing.T) {
 	if err != nil || m == nil {
 		t.Fatalf("keygen: %q, %v", out, err)
 	}
+	if _, err := runKnockerCommand(t, keygenCommand(), "--name", "admin-api"); err == nil || !strings.Contains(err.Error(), "cannot name a key") {
+		t.Fatalf("keygen --name admin-api: %v", err)
+	}
+	out, err = runKnockerCommand(t, keygenCommand(), "--name", `say "hi"`)
+	if err != nil || !strings.Contains(out, "\nkey \"say \\\"hi\\\"\" {env.KNOCKER_SAY__HI__KEY} {") {
+		t.Fatalf("keygen with a quote in the name: %q, %v", out, err)
+	}
 	other, _ := runKnockerCommand(t, keygenCommand())
 	if strings.Contains(other, m[1]) {
 		t.Fatal("keygen printed the same secret twice")

@@ -302,8 +302,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 	}
 	for _, v := range granted.Evicted {
 		k.logger.Info("grant evicted to make room",
-			zap.String("evicted_entry", store.FormatPrefix(v.Prefix)), zap.Int64("evicted_expires_at", v.Expires), zap.String("evicted_key", v.Owner),
-			zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.Name))
+			append(evictedFields(v), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.Name))...)
 	}
 	entry := store.FormatPrefix(target)
 	k.logger.Info("knock granted",

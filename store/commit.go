@@ -301,8 +301,8 @@ func (s *Store) planGrant(r *request) {
 	if id != noOwner {
 		now := s.now().Unix()
 		m.created, m.renewed = now, now
-		if old := s.metaOf(r.key); had && prev > now && old.owner != noOwner && old.created != 0 {
-			m.created = old.created // a re-knock renews the grant; an expired one starts anew
+		if old := s.metaOf(r.key); had && prev > now && old.owner == id && old.created != 0 {
+			m.created = old.created // a re-knock renews the grant; an expired one, or another key's, starts anew
 		}
 		if r.client.IsValid() {
 			m.client = r.client.Unmap().As16()

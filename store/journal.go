@@ -102,7 +102,7 @@ func parseRecord(line []byte) (journalRecord, error) {
 			if err == nil {
 				rec.owner, _ = strconv.Unquote(q)
 			}
-			if err != nil || rec.owner == "" || CheckOwnerName(rec.owner) != nil {
+			if err != nil || rec.owner == "" || CheckOwnerName(rec.owner) != nil || len(q) < len(fields) && fields[len(q)] != ' ' {
 				return journalRecord{}, fmt.Errorf("bad owner in %q", fields)
 			}
 			fields = strings.TrimPrefix(fields[len(q):], " ")

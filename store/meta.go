@@ -166,8 +166,13 @@ func appendInfo(dst []byte, g grantInfo) []byte {
 // parseInfo parses the fields appendInfo writes.
 func parseInfo(fields string) (grantInfo, error) {
 	var g grantInfo
+	seen := map[string]bool{}
 	for f := range strings.FieldsSeq(fields) {
 		name, value, _ := strings.Cut(f, "=")
+		if seen[name] {
+			return g, fmt.Errorf("field %q given twice", name)
+		}
+		seen[name] = true
 		var err error
 		switch name {
 		case "created":
@@ -184,7 +189,7 @@ func parseInfo(fields string) (grantInfo, error) {
 		default:
 			return g, fmt.Errorf("unknown field %q", f)
 		}
-		if err != nil {
+		if err != nil || g.created < 0 || g.renewed < 0 {
 			return g, fmt.Errorf("bad field %q", f)
 		}
 	}

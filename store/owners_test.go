@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
@@ -235,6 +236,12 @@ func TestGrantDetailsPersist(t *testing.T) {
 		t.Fatalf("re-knock result %+v: want created at the first knock, renewed now, the new client unmapped", r.Entry)
 	}
 	mustGrantAs(t, s, "10.0.4.2", t0+300, GrantOptions{Owner: "admin"}) // expired 10 s ago, not swept
+	mustGrantAs(t, s, "10.0.4.3", t0+100, GrantOptions{Owner: "guest"})
+	e.clock.Advance(1)
+	if r := mustGrantAs(t, s, "10.0.4.3", t0+100, GrantOptions{Owner: "phone"}); r.Entry.Created != t0+41 {
+		t.Fatalf("another key's re-grant kept created %d, want its own knock's %d", r.Entry.Created, t0+41)
+	}
+	mustGrant(t, s, "10.0.4.3", t0+100) // back to no owner: no details
 	want := map[string]Entry{
 		"10.0.4.1": {Owner: "phone", Created: t0, Renewed: t0 + 40, Client: netip.MustParseAddr("198.51.100.10")},
 		"10.0.4.2": {Owner: "admin", Created: t0 + 40, Renewed: t0 + 40},
@@ -277,7 +284,7 @@ func TestGrantDetailsFields(t *testing.T) {
 	if back, err := parseInfo(line); err != nil || back != g {
 		t.Fatalf("parseInfo(%q) = %+v, %v", line, back, err)
 	}
-	for _, bad := range []string{"created=x", "client=fe80::1%eth0", "client=nope", "future=1", "renewed="} {
+	for _, bad := range []string{"created=x", "client=fe80::1%eth0", "client=nope", "future=1", "renewed=", "created=1 created=2", "created=-1"} {
 		if _, err := parseInfo(bad); err == nil {
 			t.Errorf("parseInfo(%q) accepted", bad)
 		}
@@ -290,6 +297,10 @@ func TestGrantDetailsFields(t *testing.T) {
 	rec, err = parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, "", g)), "\n")))
 	if err != nil || rec.owner != "" || rec.info != g {
 		t.Fatalf("record without owner: %+v, %v", rec, err)
+	}
+	glued := `+ 10.0.0.1 9 "alice"created=1`
+	if _, err := parseRecord(fmt.Appendf(nil, "%08x %s", crc32c(glued), glued)); err == nil {
+		t.Fatalf("record %q with no space after the owner accepted", glued)
 	}
 }
 

@@ -153,12 +153,15 @@ func (ring Ring) Authenticate(presented string) *Key {
 // MayEvict is the eviction rule of grants made with k, for a full
 // whitelist: a grant may evict the key's own grants (the store always
 // allows that), grants of no configured key (imported from the Python
-// service's whitelist.json, or made by a key since removed), and, for a key
-// with allow_remote_whitelist, grants of keys without it. So a leaked guest
-// key can push out only its own grants, never an administrator's or another
-// user's.
+// Knocker's whitelist.json, or made by a key since removed), and, for a key
+// with allow_remote_whitelist, grants of keys without it. Operator grants
+// (Reserved) no key may evict. So a leaked guest key can push out only its
+// own grants, never an administrator's, an operator's or another user's.
 func (ring Ring) MayEvict(k *Key) func(owner string) bool {
 	return func(owner string) bool {
+		if owner == Reserved {
+			return false
+		}
 		o := ring.named(owner)
 		return o == nil || k.AllowRemote && !o.AllowRemote
 	}
