@@ -77,6 +77,22 @@ func adminCall(fl caddycmd.Flags, method, path string, body any) ([]byte, error)
 	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 }
 
+// decodeAnswer decodes an admin API answer into out.
+func decodeAnswer(body []byte, out any) error {
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("reading the answer: %v", err)
+	}
+	return nil
+}
+
+// withArgs is caddycmd.WrapCommandFuncForCobra for a command that also
+// takes positional arguments.
+func withArgs(f func(fl caddycmd.Flags, args []string) (int, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) { return f(fl, args) })(cmd, args)
+	}
+}
+
 func grantsCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "grants [--key NAME] [--contains IP] [--json]",
@@ -108,8 +124,8 @@ func grantsCommand() *cobra.Command {
 			return caddy.ExitCodeSuccess, err
 		}
 		var grants []grantJSON
-		if err := json.Unmarshal(body, &grants); err != nil {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the answer: %v", err)
+		if err := decodeAnswer(body, &grants); err != nil {
+			return caddy.ExitCodeFailedStartup, err
 		}
 		return caddy.ExitCodeSuccess, printGrants(c.OutOrStdout(), grants, time.Now())
 	})
@@ -146,25 +162,23 @@ func grantCommand() *cobra.Command {
 	}
 	adminFlags(c)
 	c.Flags().String("ttl", "", "How long the grant lasts, e.g. 10m or 1h (required)")
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			ttl, err := caddy.ParseDuration(fl.String("ttl"))
-			if err != nil || ttl < time.Second {
-				return caddy.ExitCodeFailedStartup, fmt.Errorf("--ttl: want a duration of at least 1s, such as 10m, got %q", fl.String("ttl"))
-			}
-			body, err := adminCall(fl, http.MethodPost, grantsPath, map[string]any{"entry": args[0], "ttl": int64(ttl / time.Second)})
-			if err != nil {
-				return caddy.ExitCodeFailedStartup, err
-			}
-			var g grantJSON
-			if err := json.Unmarshal(body, &g); err != nil {
-				return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the answer: %v", err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "%s whitelisted for %s (until %s)\n", g.Entry, time.Duration(g.ExpiresInSeconds)*time.Second,
-				time.Unix(g.ExpiresAt, 0).Format(time.RFC3339))
-			return caddy.ExitCodeSuccess, nil
-		})(cmd, args)
-	}
+	c.RunE = withArgs(func(fl caddycmd.Flags, args []string) (int, error) {
+		ttl, err := caddy.ParseDuration(fl.String("ttl"))
+		if err != nil || ttl < time.Second {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("--ttl: want a duration of at least 1s, such as 10m, got %q", fl.String("ttl"))
+		}
+		body, err := adminCall(fl, http.MethodPost, grantsPath, map[string]any{"entry": args[0], "ttl": int64(ttl / time.Second)})
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		var g grantJSON
+		if err := decodeAnswer(body, &g); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		fmt.Fprintf(c.OutOrStdout(), "%s whitelisted for %s (until %s)\n", g.Entry, time.Duration(g.ExpiresInSeconds)*time.Second,
+			time.Unix(g.ExpiresAt, 0).Format(time.RFC3339))
+		return caddy.ExitCodeSuccess, nil
+	})
 	return c
 }
 
@@ -176,32 +190,34 @@ func revokeCommand() *cobra.Command {
 	}
 	adminFlags(c)
 	c.Flags().String("key", "", "Revoke every grant this key made")
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			key := fl.String("key")
-			var path string
-			switch {
-			case len(args) == 1 && key == "":
-				path = grantsPath + "/" + url.PathEscape(args[0])
-			case len(args) == 0 && key != "":
-				path = grantsPath + "?" + url.Values{"key": {key}}.Encode()
-			default:
-				return caddy.ExitCodeFailedStartup, errors.New("want an entry or --key NAME, not both")
-			}
-			body, err := adminCall(fl, http.MethodDelete, path, nil)
-			if err != nil {
-				return caddy.ExitCodeFailedStartup, err
-			}
-			var res struct {
-				Revoked int `json:"revoked"`
-			}
-			if err := json.Unmarshal(body, &res); err != nil {
-				return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the answer: %v", err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "revoked %d grant%s\n", res.Revoked, map[bool]string{true: "", false: "s"}[res.Revoked == 1])
-			return caddy.ExitCodeSuccess, nil
-		})(cmd, args)
-	}
+	c.RunE = withArgs(func(fl caddycmd.Flags, args []string) (int, error) {
+		key := fl.String("key")
+		var path string
+		switch {
+		case len(args) == 1 && key == "":
+			path = grantsPath + "/" + url.PathEscape(args[0])
+		case len(args) == 0 && key != "":
+			path = grantsPath + "?" + url.Values{"key": {key}}.Encode()
+		default:
+			return caddy.ExitCodeFailedStartup, errors.New("want an entry or --key NAME: one of them, not both")
+		}
+		body, err := adminCall(fl, http.MethodDelete, path, nil)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		var res struct {
+			Revoked int `json:"revoked"`
+		}
+		if err := decodeAnswer(body, &res); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		plural := "s"
+		if res.Revoked == 1 {
+			plural = ""
+		}
+		fmt.Fprintf(c.OutOrStdout(), "revoked %d grant%s\n", res.Revoked, plural)
+		return caddy.ExitCodeSuccess, nil
+	})
 	return c
 }
 
