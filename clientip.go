@@ -28,7 +28,8 @@ func (a *App) client(r *http.Request) (netip.Addr, bool) {
 type resolvedClient struct {
 	ip    netip.Addr // valid when ok
 	ok    bool
-	actor netip.Addr // who a knock counts against
+	actor netip.Addr     // who a knock counts against
+	vars  map[string]any // Caddy's vars of the request (nil outside Caddy)
 }
 
 // resolveClient resolves r's client (see client) and who a knock from it
@@ -40,37 +41,41 @@ type resolvedClient struct {
 // header. (Caddy does not expose whether a server trusts any proxy before
 // the first request, so the warning waits for one.)
 func (a *App) resolveClient(r *http.Request) resolvedClient {
-	ip, trusted, ok := callerOf(r)
-	c := resolvedClient{ip: ip, ok: ok, actor: ip}
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	ip, trusted, ok := callerOf(r, vars)
+	c := resolvedClient{ip: ip, ok: ok, actor: ip, vars: vars}
 	if !ok {
 		c.actor = netip.Addr{}
 		if peer, ok := peerIP(r); ok {
 			c.actor = peer.Unmap()
 		}
 	}
-	if trusted && ok {
+	if !trusted {
+		return c
+	}
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		c.ip, c.ok = netip.Addr{}, false // no server: its proxies are unknown
+		return c
+	}
+	info := a.serverOf(srv)
+	if ok {
 		// A hop Caddy did not recognise as one of the trusted proxies (an
 		// IPv4-mapped form of one, see trustedproxies.go) is no client.
-		if inside, readable := a.inTrustedProxies(r, ip); inside || !readable {
+		if inside, readable := info.inTrustedProxies(r, ip); inside || !readable {
 			c.ip, c.ok = netip.Addr{}, false
 		}
 	}
-	if trusted {
-		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
-			if _, warned := a.run.laxServers.LoadOrStore(srv, true); !warned {
-				a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
-					zap.Strings("listen", srv.Listen))
-			}
-		}
+	if srv.TrustedProxiesStrict == 0 && !info.warned.Load() && info.warned.CompareAndSwap(false, true) {
+		a.logger.Warn("this server trusts proxies without trusted_proxies_strict, so Caddy takes the LEFT-most X-Forwarded-For address, which a client can forge whenever its proxy appends to the header; knocker would then admit or whitelist the forged address. Enable trusted_proxies_strict in the servers global option unless every trusted proxy overwrites X-Forwarded-For",
+			zap.Strings("listen", srv.Listen))
 	}
 	return c
 }
 
 // callerOf is the client Caddy resolved for r, unmapped, and whether the
-// peer is a trusted proxy; it reads Caddy's vars map once (this runs on
-// every gated request).
-func callerOf(r *http.Request) (ip netip.Addr, trusted, ok bool) {
-	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+// peer is a trusted proxy, from r's Caddy vars.
+func callerOf(r *http.Request, vars map[string]any) (ip netip.Addr, trusted, ok bool) {
 	s, _ := vars[caddyhttp.ClientIPVarKey].(string)
 	trusted, _ = vars[caddyhttp.TrustedProxyVarKey].(bool)
 	ip, err := netip.ParseAddr(s)

@@ -105,22 +105,22 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if isEarlyData(r) {
 		return g.refuse(w, r, http.StatusTooEarly, errEarlyData)
 	}
-	if g.excludes(r.URL.EscapedPath()) {
+	if len(g.exclude) > 0 && g.excludes(r.URL.EscapedPath()) {
 		metrics.countGate(decisionExcluded)
 		return g.app.passOn(w, r, next, g.logger)
 	}
-	ip, ok := g.app.client(r)
-	if !ok {
+	c := g.app.resolveClient(r)
+	if !c.ok {
 		return g.refuse(w, r, g.DenyStatus, errNoClientIP)
 	}
-	if g.allows(ip) {
+	if g.allows(c.ip) {
 		metrics.countGate(decisionAlwaysAllowed)
-		g.notePlaceholders(r, outcomeAdmitted)
+		g.notePlaceholders(r, c.vars, outcomeAdmitted)
 		return g.app.passOn(w, r, next, g.logger)
 	}
-	if g.app.allowed(ip, now().Unix()) {
+	if g.app.allowed(c.ip, now().Unix()) {
 		metrics.countGate(decisionAllowed)
-		g.notePlaceholders(r, outcomeAdmitted)
+		g.notePlaceholders(r, c.vars, outcomeAdmitted)
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)
@@ -136,7 +136,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // error answer, middleware wrapping the gate sees this response. Either
 // way the placeholders say why (placeholders.go).
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
-	g.notePlaceholders(r, deniedReason(why))
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	g.notePlaceholders(r, vars, deniedReason(why))
 	metrics.countGate(decisionDenied)
 	switch {
 	case carriedKnockerKey(r):

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -98,6 +99,43 @@ func BenchmarkGateServeHTTPFresh(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := g.ServeHTTP(w, reqs.next(b), okHandler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGateServeHTTPBehindProxy is BenchmarkGateServeHTTPFresh for a
+// client behind a trusted proxy (X-Forwarded-For from the loopback peer,
+// trusted_proxies_strict), as in the load benchmark: the resolved address
+// is also checked against the server's trusted ranges.
+func BenchmarkGateServeHTTPBehindProxy(b *testing.B) {
+	g := newBenchGate(b)
+	srv := &caddyhttp.Server{TrustedProxiesStrict: 1}
+	ranges := &caddyhttp.StaticIPRange{Ranges: []string{"127.0.0.1/32", "::1/128"}}
+	if err := ranges.Provision(caddy.Context{}); err != nil {
+		b.Fatal(err)
+	}
+	g.app.run.servers.Store(srv, &serverInfo{srv: srv, ranges: ranges})
+	var batch []*http.Request
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(batch) == 0 {
+			b.StopTimer()
+			batch = make([]*http.Request, 1024)
+			for i := range batch {
+				r := gateRequest("203.0.113.7")
+				r.RemoteAddr = "127.0.0.1:40000"
+				r.Header.Set("X-Forwarded-For", "203.0.113.7")
+				vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+				vars[caddyhttp.TrustedProxyVarKey] = true
+				batch[i] = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+			}
+			b.StartTimer()
+		}
+		r := batch[0]
+		batch = batch[1:]
+		if err := g.ServeHTTP(w, r, okHandler); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -25,6 +25,9 @@ import (
 // written as its status and logged here, without the request. handle_errors
 // does not run for such requests.
 
+// apiKeyHeader is X-Api-Key in canonical form (textproto.CanonicalMIMEHeaderKey).
+const apiKeyHeader = "X-Api-Key"
+
 // keyRemovedCtxKey marks a request whose knocker key a handler removed.
 type keyRemovedCtxKey struct{}
 
@@ -32,13 +35,13 @@ type keyRemovedCtxKey struct{}
 // key, and returns r marked so that later handlers know. Requests without
 // the header cost a map lookup.
 func (a *App) dropKnockerKey(r *http.Request) *http.Request {
-	values := r.Header.Values("X-Api-Key")
+	values := r.Header[apiKeyHeader] // canonical already: no canonicalisation per request
 	if len(values) == 0 {
 		return r
 	}
 	for _, v := range values {
 		if a.keys.Authenticate(v) != nil {
-			r.Header.Del("X-Api-Key")
+			delete(r.Header, apiKeyHeader)
 			return r.WithContext(context.WithValue(r.Context(), keyRemovedCtxKey{}, true))
 		}
 	}

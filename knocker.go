@@ -74,8 +74,8 @@ type appState struct {
 
 	limiterReleased bool
 
-	laxServers   sync.Map // *caddyhttp.Server already warned about
-	proxySources sync.Map // *caddyhttp.Server -> proxySourceOf, or the error reading it
+	servers    sync.Map // *caddyhttp.Server -> *serverInfo (trustedproxies.go)
+	lastServer atomic.Pointer[serverInfo]
 
 	// The store's event hub, and how this config emits through it (see
 	// events.go); emitting: registered with the hub. Guarded by mu.
@@ -224,6 +224,22 @@ func (a *App) allowed(ip netip.Addr, now int64) bool {
 		}
 	}
 	return s.Allowed(ip, now)
+}
+
+// Knocked reports whether ip holds an active grant that admits scope: a
+// grant of an unscoped key admits every scope, and scope "" admits only
+// such grants. It is the decision of the gate and /verify without their
+// always_allow and exclude rules, for matchers in other packages (the
+// layer4 matcher). It fails closed.
+func (a *App) Knocked(ip netip.Addr, scope string) bool {
+	return a.allowedIn(ip, scope, now().Unix())
+}
+
+// allowedIn is allowed for a scope (see Knocked).
+func (a *App) allowedIn(ip netip.Addr, scope string, now int64) bool {
+	// Until keys carry scopes every grant is unscoped, which admits
+	// every scope.
+	return a.allowed(ip, now)
 }
 
 // clockOffset shifts the clock in tests, and clockFrozen (unix ns), when

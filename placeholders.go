@@ -45,8 +45,7 @@ func deniedReason(why error) any {
 // computed only when a placeholder is used: an admitted request pays one
 // small allocation (the provider) and a map write. The outcome is kept in
 // Caddy's vars, so that a second gate on the same request updates it.
-func (g *Gate) notePlaceholders(r *http.Request, outcome any) {
-	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+func (g *Gate) notePlaceholders(r *http.Request, vars map[string]any, outcome any) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if vars == nil || repl == nil {
 		return

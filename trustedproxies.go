@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -30,10 +31,6 @@ var ipRangeSourceType = reflect.TypeFor[caddyhttp.IPRangeSource]()
 
 var errNoProxySource = errors.New("cannot read the server's trusted_proxies (Caddy's caddyhttp.Server has no trustedProxies field of type IPRangeSource in this version)")
 
-// proxySourceOf is a cached proxySource result; IPRangeSource is nil for a
-// server without trusted proxies.
-type proxySourceOf struct{ caddyhttp.IPRangeSource }
-
 // proxySource returns srv's trusted_proxies source (nil if it has none).
 func proxySource(srv *caddyhttp.Server) (caddyhttp.IPRangeSource, error) {
 	f := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
@@ -43,34 +40,48 @@ func proxySource(srv *caddyhttp.Server) (caddyhttp.IPRangeSource, error) {
 	return *(*caddyhttp.IPRangeSource)(unsafe.Pointer(f.UnsafeAddr())), nil
 }
 
-// inTrustedProxies reports whether ip (unmapped) is inside the trusted
-// proxy ranges of the server handling r. ok is false if they cannot be
-// read; the caller must then fail closed.
-func (a *App) inTrustedProxies(r *http.Request, ip netip.Addr) (inside, ok bool) {
-	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if srv == nil {
-		return false, false
+// serverInfo is what the gate learns once per server and config: its
+// trusted proxy ranges (or why they cannot be read) and whether the
+// trusted_proxies_strict warning was logged.
+type serverInfo struct {
+	srv    *caddyhttp.Server
+	ranges caddyhttp.IPRangeSource // nil: no trusted proxies
+	err    error                   // the ranges cannot be read: fail closed
+	warned atomic.Bool
+}
+
+// serverOf returns srv's serverInfo. The last one used is kept beside the
+// map: most configs have one or two servers, and this runs on every
+// request from a trusted proxy.
+func (a *App) serverOf(srv *caddyhttp.Server) *serverInfo {
+	if last := a.run.lastServer.Load(); last != nil && last.srv == srv {
+		return last
 	}
-	v, found := a.run.proxySources.Load(srv)
+	v, found := a.run.servers.Load(srv)
 	if !found {
-		src, err := proxySource(srv)
-		if err != nil {
-			a.logger.Error("refusing every client behind a trusted proxy", zap.Error(err))
-			v = err
-		} else {
-			v = proxySourceOf{src}
+		info := &serverInfo{srv: srv}
+		if info.ranges, info.err = proxySource(srv); info.err != nil {
+			a.logger.Error("refusing every client behind a trusted proxy", zap.Error(info.err))
 		}
-		v, _ = a.run.proxySources.LoadOrStore(srv, v)
+		v, _ = a.run.servers.LoadOrStore(srv, info)
 	}
-	src, readable := v.(proxySourceOf)
-	if !readable {
+	info := v.(*serverInfo)
+	a.run.lastServer.Store(info)
+	return info
+}
+
+// inTrustedProxies reports whether ip (unmapped) is inside the trusted
+// proxy ranges of the server. ok is false if they cannot be read; the
+// caller must then fail closed.
+func (info *serverInfo) inTrustedProxies(r *http.Request, ip netip.Addr) (inside, ok bool) {
+	if info.err != nil {
 		return false, false
 	}
-	if src.IPRangeSource == nil {
+	if info.ranges == nil {
 		return false, true
 	}
 	mapped := netip.AddrFrom16(ip.As16()) // ::ffff:a.b.c.d for IPv4, ip itself for IPv6
-	for _, p := range src.GetIPRanges(r) {
+	for _, p := range info.ranges.GetIPRanges(r) {
 		if p.Contains(ip) || p.Contains(mapped) {
 			return true, true
 		}
