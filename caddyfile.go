@@ -227,6 +227,8 @@ func parseGateDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		always_allow <ranges...>
 //		exclude      <path-prefixes...>
 //		deny_status  <code>
+//		deny status <code>   # the long form of deny_status
+//		deny redirect <url>
 //	}
 func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -239,14 +241,18 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := g.AccessPolicy.unmarshalCaddyfile(d, opt); err != nil {
 				return err
 			}
+		case "deny":
+			if err := g.unmarshalDeny(d); err != nil {
+				return err
+			}
 		case "deny_status":
 			var s string
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			code, err := strconv.Atoi(s)
-			if err != nil || code < 400 || code > 599 {
-				return d.Errf("deny_status: want a 4xx or 5xx status code, got %q", s)
+			code, err := denyStatusCode(d, opt, s)
+			if err != nil {
+				return err
 			}
 			g.DenyStatus = code
 		default:
@@ -270,6 +276,7 @@ func parseKnockDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		exclude      <path-prefixes...>
 //		exclude_host <host> <path-prefixes...>
 //		web          on|off
+//		return_hosts <host...>
 //	}
 func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -308,6 +315,12 @@ func (k *Knock) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("web: want on or off")
 			}
 			k.DisableWeb = v == "off"
+		case "return_hosts":
+			hosts, err := returnHostsArgs(d)
+			if err != nil {
+				return err
+			}
+			k.ReturnHosts = append(k.ReturnHosts, hosts...)
 		default:
 			return d.Errf("unrecognized knock option %q", opt)
 		}

@@ -27,12 +27,17 @@ type Gate struct {
 	AccessPolicy
 	// DenyStatus is the HTTP status for a denied request. Default 401.
 	DenyStatus int `json:"deny_status,omitempty"`
+	// DenyRedirect, an absolute http(s) URL of the knock web app, sends
+	// browsers that are not let in there instead (portal.go), with the URL
+	// they asked for as ?return=. Other requests get DenyStatus.
+	DenyRedirect string `json:"deny_redirect,omitempty"`
 
 	app    *App
 	logger *zap.Logger
 	// errorRoutes: the server has handle_errors routes, which a denial
 	// must reach as a Caddy error.
 	errorRoutes bool
+	redirect    *denyRedirect // from DenyRedirect; nil without
 }
 
 var (
@@ -66,6 +71,11 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	}
 	if g.DenyStatus < 400 || g.DenyStatus > 599 {
 		return fmt.Errorf("deny_status: must be a 4xx or 5xx status, got %d", g.DenyStatus)
+	}
+	if g.DenyRedirect != "" {
+		if g.redirect, err = parseDenyRedirect(g.DenyRedirect); err != nil {
+			return fmt.Errorf("deny_redirect: %w", err)
+		}
 	}
 	return nil
 }
@@ -134,7 +144,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // into its error log's context. A scanner flood is this path's workload, so
 // the gate does the same itself at a fraction of the cost. Unlike Caddy's
 // error answer, middleware wrapping the gate sees this response. Either
-// way the placeholders say why (placeholders.go).
+// way the placeholders say why (placeholders.go). With deny_redirect, a
+// browser's page navigation without a grant is redirected instead
+// (portal.go): knocking cannot help a client without a usable IP.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
 	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	g.notePlaceholders(r, vars, deniedReason(why))
@@ -142,6 +154,8 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why er
 	switch {
 	case carriedKnockerKey(r):
 		writeStatus(w, status)
+	case g.redirect != nil && why == errNotWhitelisted && g.redirect.serve(w, r):
+		status = portalRedirectStatus
 	case !g.errorRoutes:
 		w.WriteHeader(status)
 	default:

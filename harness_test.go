@@ -219,6 +219,8 @@ func doRequest(t *testing.T, req request) response {
 			},
 			DisableKeepAlives: true,
 		},
+		// A redirect (the gate's deny redirect) is an answer to check.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	method := req.method
 	if method == "" {

@@ -42,9 +42,14 @@ type Knock struct {
 	// manifest and icons), e.g. when knock shares a site whose / is the
 	// protected application.
 	DisableWeb bool `json:"disable_web,omitempty"`
+	// ReturnHosts are the hosts the web app sends a browser back to after
+	// a knock, from the return parameter a gate's deny_redirect adds
+	// (returnhosts.go): host names, IPs, or *.<name> for subdomains.
+	ReturnHosts []string `json:"return_hosts,omitempty"`
 
 	app          *App
 	excludeHosts map[string]pathmatch.Prefixes
+	returnHosts  []string // normalised ReturnHosts
 	logger       *zap.Logger
 }
 
@@ -85,6 +90,9 @@ func (k *Knock) Provision(ctx caddy.Context) error {
 		}
 		k.excludeHosts[h] = append(k.excludeHosts[h], ps...)
 	}
+	if k.returnHosts, err = parseReturnHosts(k.ReturnHosts); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -118,6 +126,7 @@ type endpoint func(k *Knock, w http.ResponseWriter, r *http.Request, presented s
 var endpoints = map[string]endpoint{
 	"/knock":        (*Knock).serveKnock,
 	"/knock/status": keyless((*Knock).serveStatus),
+	"/knock/portal": keyless((*Knock).servePortal),
 	"/verify":       keyless((*Knock).serveVerify),
 	"/health":       keyless((*Knock).serveHealth),
 	"/ready":        keyless((*Knock).serveReady),

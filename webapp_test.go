@@ -35,8 +35,9 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// browser starts a headless chromium with a fresh profile.
-func browser(t *testing.T) context.Context {
+// browser starts a headless chromium with a fresh profile, and further
+// options.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	// Not t.TempDir: chromium's helper processes may still write to the
 	// profile for a moment after the browser was told to quit.
@@ -53,6 +54,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.WindowSize(1024, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)

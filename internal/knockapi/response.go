@@ -47,6 +47,12 @@ type HealthResponse struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// PortalResponse is the body of /knock/portal: the hosts the web app may
+// send a browser back to after a knock (normalised return_hosts).
+type PortalResponse struct {
+	ReturnHosts []string `json:"return_hosts"`
+}
+
 // WriteError answers with e as the JSON body {"error": "..."}.
 func WriteError(w http.ResponseWriter, e *Error) {
 	WriteJSON(w, e.Status, struct {

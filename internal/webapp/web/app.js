@@ -9,6 +9,75 @@ const $ = (id) => document.getElementById(id);
 
 let countdownTimer = null;
 
+// The portal: a gate with deny redirect sends a browser here with the page
+// it wanted as ?return=. After a knock for this device the app goes back,
+// but only to an http(s) URL whose host is on the server's return_hosts,
+// read from /knock/portal at each visit (never from the offline cache) and
+// compared with the host as this browser parses the URL: no open redirect.
+const returnTarget = readReturn();
+let returnVerdict = Promise.resolve("none");
+
+function readReturn() {
+	const raw = new URLSearchParams(location.search).get("return");
+	if (raw === null) return null;
+	let url = null;
+	try { url = new URL(raw); } catch { /* not an absolute URL */ }
+	if (url && (url.protocol !== "http:" && url.protocol !== "https:" || url.username || url.password)) url = null;
+	return { raw, url };
+}
+
+// hostAllowed: an exact entry, or *.name for the subdomains of name (not
+// name itself), as the server normalised them.
+function hostAllowed(hostname, allowed) {
+	const h = hostname.toLowerCase().replace(/\.$/, "");
+	return allowed.some((e) => typeof e === "string" &&
+		(e.startsWith("*.") ? h.length > e.length - 1 && h.endsWith(e.slice(1)) : h === e));
+}
+
+// checkReturn resolves to "allowed", "refused", "unchecked" (the server
+// could not be asked) or "invalid" (no http(s) URL).
+async function checkReturn(target) {
+	if (!target.url) return "invalid";
+	try {
+		const res = await fetch("/knock/portal", { cache: "no-store" });
+		const body = await res.json();
+		if (!res.ok || !Array.isArray(body.return_hosts)) return "unchecked";
+		return hostAllowed(target.url.hostname, body.return_hosts) ? "allowed" : "refused";
+	} catch {
+		return "unchecked";
+	}
+}
+
+function showPortal(verdict) {
+	const link = $("portal-link"), raw = $("portal-raw");
+	$("portal-text").textContent = {
+		allowed: "After the knock, you go back to:",
+		refused: "This server does not send you back to this address; open it yourself if you trust it:",
+		unchecked: "The server could not confirm this address, so you are not sent back to it:",
+		invalid: "The return address is not a web page, so it is ignored:",
+	}[verdict];
+	if (verdict === "invalid") {
+		raw.textContent = returnTarget.raw; // text only: never a link
+	} else {
+		link.href = returnTarget.url.href;
+		link.textContent = returnTarget.url.href;
+	}
+	link.hidden = verdict === "invalid";
+	raw.hidden = verdict !== "invalid";
+	$("portal").dataset.state = verdict;
+	show("portal", true);
+}
+
+// goBack follows the return URL after a knock, if it was allowed; the
+// portal card's data-state says what it did. replace(): the back button
+// must not lead to this page, which would knock and forward again.
+async function goBack() {
+	if (!returnTarget) return;
+	const verdict = await returnVerdict;
+	$("portal").dataset.state = verdict === "allowed" ? "returning" : "stayed";
+	if (verdict === "allowed") location.replace(returnTarget.url.href);
+}
+
 function show(id, visible) { $(id).hidden = !visible; }
 
 function showError(text) {
@@ -128,6 +197,7 @@ async function knock(event) {
 		$("result-note").textContent = $("result-note").dataset.until +
 			(capped ? " The server capped the time to " + formatDuration(body.expires_in_seconds) + " for this key." : "");
 		show("result", true);
+		if (!remote) goBack(); // a grant for another address does not let this browser in
 		refreshStatus();
 	} finally {
 		$("knock").disabled = false;
@@ -146,6 +216,10 @@ function init() {
 		const ttl = localStorage.getItem(TTL_STORE);
 		if (ttl && [...$("ttl").options].some((o) => o.value === ttl)) $("ttl").value = ttl;
 	} catch { /* ignore */ }
+	if (returnTarget) {
+		returnVerdict = checkReturn(returnTarget);
+		returnVerdict.then(showPortal);
+	}
 	const key = savedKey();
 	refreshStatus();
 	if (key) {

@@ -24,13 +24,16 @@ self.addEventListener("fetch", (event) => {
 		return; // the network, untouched
 	}
 	// Network first, so a new version shows up at once; the cache when offline.
+	// Cached by path: "/?return=..." (the portal) is the page "/", not a new
+	// entry per URL.
+	const key = url.origin + url.pathname;
 	event.respondWith(
 		fetch(event.request)
 			.then((res) => {
 				const copy = res.clone();
-				caches.open(CACHE).then((cache) => cache.put(event.request, copy));
+				if (res.ok) caches.open(CACHE).then((cache) => cache.put(key, copy));
 				return res;
 			})
-			.catch(() => caches.match(event.request)),
+			.catch(() => caches.match(key)),
 	);
 });
