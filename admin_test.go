@@ -166,7 +166,7 @@ func TestAdminAPIGrants(t *testing.T) {
 // The admin API's key name cannot be a configured key's.
 func TestReservedKeyName(t *testing.T) {
 	keys := []APIKey{{Name: "admin-api", Secret: "secret-0123456789abcdef", MaxTTL: caddy.Duration(time.Hour)}}
-	if _, _, err := newKeyring(keys, caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), `key "admin-api": the name is reserved`) {
+	if _, _, err := newKeyring(keys, nil, caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), `key "admin-api": the name is reserved`) {
 		t.Fatalf("newKeyring = %v, want the reserved-name error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package knocker
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,13 +26,19 @@ type APIKey struct {
 	// further entry first evicts the key's soonest-expiring grant (0: no
 	// bound but max_entries).
 	MaxGrants int `json:"max_grants,omitempty"`
+	// IPv6Prefix makes a knock for the caller's own IPv6 address grant its
+	// network of this many bits (64: the /64 that temporary addresses
+	// rotate in), 48 to 128; it overrides the app's ipv6_prefix.
+	IPv6Prefix *int `json:"ipv6_prefix,omitempty"`
 }
 
-// newKeyring resolves a's keys' secrets with repl and validates the keys.
-func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring.Ring, []string, error) {
+// newKeyring resolves keys' secrets with repl and validates the keys;
+// ipv6Prefix is the app's default for keys that set none (nil: 128).
+func newKeyring(keys []APIKey, ipv6Prefix *int, repl *caddy.Replacer) (keyring.Ring, []string, error) {
 	specs := make([]keyring.Spec, len(keys))
 	for i, k := range keys {
-		specs[i] = keyring.Spec{Name: k.Name, Secret: k.Secret, MaxTTL: time.Duration(k.MaxTTL), AllowRemote: k.AllowRemoteWhitelist, MaxGrants: k.MaxGrants}
+		specs[i] = keyring.Spec{Name: k.Name, Secret: k.Secret, MaxTTL: time.Duration(k.MaxTTL), AllowRemote: k.AllowRemoteWhitelist, MaxGrants: k.MaxGrants,
+			IPv6Prefix: cmp.Or(k.IPv6Prefix, ipv6Prefix)}
 	}
 	return keyring.New(specs, func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) })
 }

@@ -16,7 +16,7 @@ func TestKeyringAuthenticate(t *testing.T) {
 		{Name: "admin", Secret: "admin-secret-0123456789abcdef", MaxTTL: caddy.Duration(time.Hour), AllowRemoteWhitelist: true},
 		{Name: "env", Secret: "{env.KNOCKER_TEST_SECRET}", MaxTTL: caddy.Duration(20 * 365 * 24 * time.Hour)},
 		{Name: "short", Secret: "tiny", MaxTTL: caddy.Duration(90 * time.Second)},
-	}, caddy.NewReplacer())
+	}, nil, caddy.NewReplacer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestKeyringRejects(t *testing.T) {
 		{[]APIKey{{Name: "a", Secret: "s-01234\x0056789abcdef", MaxTTL: hour}}, "control character"},
 		{[]APIKey{{Name: "a", Secret: "s-0123456789abcdef", MaxTTL: caddy.Duration(time.Millisecond)}}, "max_ttl"},
 	} {
-		_, _, err := newKeyring(tc.keys, caddy.NewReplacer())
+		_, _, err := newKeyring(tc.keys, nil, caddy.NewReplacer())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("keys %+v: error %v, want it to mention %q", tc.keys, err, tc.want)
 			continue

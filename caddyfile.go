@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-knocker/knocker/firewalld"
+	"github.com/caddy-knocker/knocker/internal/knockapi"
 	"github.com/caddy-knocker/knocker/internal/pathmatch"
 )
 
@@ -31,10 +32,12 @@ func init() {
 //		whitelist_file   <path>
 //		max_entries      <n>
 //		cleanup_interval <duration>
+//		ipv6_prefix      <bits>
 //		key <name> <secret> {
 //			max_ttl <duration>
 //			allow_remote_whitelist
 //			max_grants <n>
+//			ipv6_prefix <bits>
 //		}
 //		rate_limit {
 //			window  <duration>
@@ -90,6 +93,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.CleanupInterval = dur
+		case "ipv6_prefix":
+			bits, err := ipv6PrefixArg(d, opt)
+			if err != nil {
+				return err
+			}
+			a.IPv6Prefix = bits
 		case "key":
 			key, err := unmarshalKey(d)
 			if err != nil {
@@ -148,6 +157,12 @@ func unmarshalKey(d *caddyfile.Dispenser) (APIKey, error) {
 				return key, err
 			}
 			key.MaxGrants = n
+		case "ipv6_prefix":
+			bits, err := ipv6PrefixArg(d, "key "+strconv.Quote(key.Name)+": ipv6_prefix")
+			if err != nil {
+				return key, err
+			}
+			key.IPv6Prefix = bits
 		default:
 			return key, d.Errf("key %q: unrecognized option %q", key.Name, opt)
 		}
@@ -201,6 +216,23 @@ func positiveIntArg(d *caddyfile.Dispenser, name string) (int, error) {
 		return 0, d.Errf("%s: want a positive integer, got %q", name, s)
 	}
 	return n, nil
+}
+
+// ipv6PrefixArg reads an ipv6_prefix and checks it now, so that a bad
+// value fails at adapt time with its line.
+func ipv6PrefixArg(d *caddyfile.Dispenser, name string) (*int, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return nil, d.ArgErr()
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return nil, d.Errf("%s: want a prefix length from %d to 128, got %q", name, knockapi.MinIPv6Prefix, s)
+	}
+	if err := knockapi.CheckIPv6Prefix(n); err != nil {
+		return nil, d.Errf("%s: %v", name, err)
+	}
+	return &n, nil
 }
 
 func durationArg(d *caddyfile.Dispenser, name string) (caddy.Duration, error) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -258,7 +257,9 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 		return knockapi.KnockResponse{}, apiErr
 	}
 
-	target := netip.PrefixFrom(ip, ip.BitLen())
+	// The caller's own network may be wider than the remote-whitelist
+	// limit: the key's ipv6_prefix, set by the operator, allows it.
+	target := knockapi.OwnPrefix(ip, key.IPv6Prefix)
 	if req.HasTarget {
 		if !key.AllowRemote {
 			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusForbidden, knockapi.MsgNoRemote)

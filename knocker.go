@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/internal/keyring"
+	"github.com/caddy-knocker/knocker/internal/knockapi"
 	"github.com/caddy-knocker/knocker/internal/limiter"
 	"github.com/caddy-knocker/knocker/store"
 )
@@ -49,6 +50,10 @@ type App struct {
 	Keys []APIKey `json:"keys,omitempty"`
 	// RateLimit bounds knocks per client IP.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	// IPv6Prefix is the keys' default ipv6_prefix (see APIKey): a knock for
+	// the caller's own IPv6 address grants its network of this many bits.
+	// Default 128, the address itself.
+	IPv6Prefix *int `json:"ipv6_prefix,omitempty"`
 	// FirewallRaw, when set, makes each knock also open ports at the
 	// network level for the knocked address: a knocker.firewall module,
 	// named by "backend" (firewalld; see the firewall package).
@@ -104,7 +109,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.run = new(appState)
 	repl := caddy.NewReplacer()
 
-	ring, warnings, err := newKeyring(a.Keys, repl)
+	if a.IPv6Prefix != nil {
+		if err := knockapi.CheckIPv6Prefix(*a.IPv6Prefix); err != nil {
+			return fmt.Errorf("ipv6_prefix: %v", err)
+		}
+	}
+	ring, warnings, err := newKeyring(a.Keys, a.IPv6Prefix, repl)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 var (
 	userKey  = "user-" + randomHex(16)  // max_ttl 1h
 	adminKey = "admin-" + randomHex(16) // max_ttl 1h, allow_remote_whitelist
+	roamKey  = "roam-" + randomHex(16)  // max_ttl 1h, ipv6_prefix 64 (on the shared Caddy)
 )
 
 func randomHex(n int) string {
@@ -162,7 +163,8 @@ func startCaddy(t *testing.T, config string) (*caddyServer, error) {
 		"XDG_DATA_HOME="+filepath.Join(home, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
 		"KNOCKER_TEST_USER_KEY="+userKey,
-		"KNOCKER_TEST_ADMIN_KEY="+adminKey)
+		"KNOCKER_TEST_ADMIN_KEY="+adminKey,
+		"KNOCKER_TEST_ROAM_KEY="+roamKey)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -222,6 +224,10 @@ const sharedConfig = `{
 		key admin {env.KNOCKER_TEST_ADMIN_KEY} {
 			max_ttl 1h
 			allow_remote_whitelist
+		}
+		key roam {env.KNOCKER_TEST_ROAM_KEY} {
+			max_ttl 1h
+			ipv6_prefix 64
 		}
 		rate_limit {
 			success 0
@@ -442,12 +448,13 @@ type xffProxy struct {
 	addr6   atomic.Value // string
 	mu      sync.Mutex
 	knocks  map[string]int // successful knocks by address
+	checks  map[string]int // answered GET /knock/status by address
 	servers []*http.Server
 }
 
 func startProxy(t *testing.T, upstreamPort int, addr4, addr6 string) *xffProxy {
 	t.Helper()
-	p := &xffProxy{port: testports.FreePort(t), knocks: map[string]int{}}
+	p := &xffProxy{port: testports.FreePort(t), knocks: map[string]int{}, checks: map[string]int{}}
 	p.addr4.Store(addr4)
 	p.addr6.Store(addr6)
 	target, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", upstreamPort))
@@ -461,9 +468,15 @@ func startProxy(t *testing.T, upstreamPort int, addr4, addr6 string) *xffProxy {
 			pr.Out.Header.Set("X-Forwarded-For", addr)
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if resp.Request.URL.Path == "/knock" && resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK {
+				xff := resp.Request.Header.Get("X-Forwarded-For")
 				p.mu.Lock()
-				p.knocks[resp.Request.Header.Get("X-Forwarded-For")]++
+				switch resp.Request.URL.Path {
+				case "/knock":
+					p.knocks[xff]++
+				case "/knock/status":
+					p.checks[xff]++
+				}
 				p.mu.Unlock()
 			}
 			return nil
@@ -494,6 +507,13 @@ func (p *xffProxy) count(addr string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.knocks[addr]
+}
+
+// statusChecks is how many address checks from addr were answered.
+func (p *xffProxy) statusChecks(addr string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checks[addr]
 }
 
 // url is the proxy's address as the CLI sees it: over IPv4 and IPv6.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -13,7 +14,8 @@ const aboutRun = `Stays in the foreground and keeps this device whitelisted:
   - knocks at start;
   - re-knocks before the grant expires, at about 90% of the TTL the server
     granted (at least 2s early);
-  - re-knocks at once when the server sees a new address for this device, or
+  - re-knocks at once when the server sees a new address for this device
+    (outside the network granted, when the server grants IPv6 networks), or
     no longer lists it: it asks GET /knock/status every --check-interval
     (no third-party IP service). Not with --ip, whose target is fixed;
   - retries failed knocks with exponential backoff: --retry-min, doubling up
@@ -128,7 +130,7 @@ func (m *maintainer) loop(ctx context.Context) {
 	var (
 		knockAt    = m.now() // next knock
 		checkAt    time.Time // next address check
-		ref        string    // this device's address as the server last saw it
+		ref        string    // this device's address as the server last saw it, or the network our grant covers (ipv6_prefix)
 		entry      string    // the entry our last knock created
 		expires    time.Time // when our grant ends, as far as we know
 		trigger    string    // the new address that made us knock, if any
@@ -179,7 +181,7 @@ func (m *maintainer) loop(ctx context.Context) {
 			m.ev.knocked(res)
 			if s.ip == "" {
 				ref = res.Entry
-				if trigger != "" && trigger != res.Entry {
+				if trigger != "" && !covers(res.Entry, trigger) {
 					m.logf("warning: the knock whitelisted %s, but /knock/status sees %s (different routes to the server?)", sanitize(res.Entry), sanitize(trigger))
 					ref = trigger
 				}
@@ -227,7 +229,7 @@ func (m *maintainer) loop(ctx context.Context) {
 		switch {
 		case ref == "": // no grant yet
 			ref = st.IP
-		case st.IP != ref:
+		case !covers(ref, st.IP):
 			m.logf("address changed: %s -> %s; knocking now", sanitize(ref), sanitize(st.IP))
 			ref, trigger, knockAt, lost = st.IP, st.IP, now, 0
 		case !st.Whitelisted:
@@ -267,6 +269,22 @@ func (m *maintainer) loop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// covers reports whether ref, an address or a grant's network (the
+// server's ipv6_prefix makes an own-address knock grant its /64), covers
+// the address ip: temporary IPv6 addresses rotate within the network, and
+// a grant for it needs no new knock.
+func covers(ref, ip string) bool {
+	if ref == ip {
+		return true
+	}
+	p, err := netip.ParsePrefix(ref)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	return err == nil && p.Contains(a)
 }
 
 // lookupAddress is the address check of knocker-cli's comparison mode: ask

@@ -94,6 +94,47 @@ func TestRunFollowsAddressChange(t *testing.T) {
 		"[IPv6] address changed: 2001:db8::20 -> 2001:db8::21; knocking now")
 }
 
+// With a key whose grants are the caller's IPv6 /64 (ipv6_prefix 64), the
+// answer is the network: run keeps it without knocking again while the
+// device's temporary address rotates within it, and knocks at once when
+// the address leaves it.
+func TestRunKeepsAnIPv6Network(t *testing.T) {
+	srv := sharedCaddy(t)
+	p := startProxy(t, srv.proxied, "198.51.100.40", "2001:db8:40:1::a")
+	var out lockedBuffer
+	c := testCLI(t, map[string]string{"KNOCKER_KEY": roamKey}, &out, &out)
+	stop := runInBackground(t, c, "run", "--server", p.url(), "--family", "6", "--ttl", "1h", "--check-interval", "100ms")
+
+	// Each check is answered after the knocks before it: two checks seen,
+	// any knock they caused has been counted.
+	waitFor(t, "two address checks after the knock", func() bool { return p.statusChecks("2001:db8:40:1::a") >= 2 })
+	if n := p.count("2001:db8:40:1::a"); n != 1 {
+		t.Fatalf("%d knocks from 2001:db8:40:1::a, want 1 (the grant covers it)\n%s", n, out.String())
+	}
+	p.addr6.Store("2001:db8:40:1::b") // a new temporary address in the network
+	waitFor(t, "two checks from the rotated address", func() bool { return p.statusChecks("2001:db8:40:1::b") >= 2 })
+	if n := p.count("2001:db8:40:1::b"); n != 0 {
+		t.Fatalf("%d knocks from the rotated address, want none\n%s", n, out.String())
+	}
+	if code, _ := get(t, p.via6()+"/protected"); code != http.StatusOK {
+		t.Fatalf("the rotated address is not admitted: %d", code)
+	}
+	p.addr6.Store("2001:db8:41:1::a") // another network
+	waitFor(t, "a knock from the new network", func() bool { return p.count("2001:db8:41:1::a") == 1 })
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit code %d\n%s", code, out.String())
+	}
+	log := out.String()
+	assertNoKey(t, log)
+	wantContains(t, "log", log,
+		"whitelisted 2001:db8:40:1::/64 for 1h",
+		"address changed: 2001:db8:40:1::/64 -> 2001:db8:41:1::a; knocking now",
+		"whitelisted 2001:db8:41:1::/64 for 1h")
+	if strings.Contains(log, "warning: the knock whitelisted") || strings.Contains(log, "-> 2001:db8:40:1::") {
+		t.Fatalf("a warning or a knock within the granted network:\n%s", log)
+	}
+}
+
 // A fake server fails twice (503), rate-limits once (429, Retry-After: 1),
 // then grants: run retries with growing delays, waits out the Retry-After,
 // and stops checking addresses when /knock/status does not exist.

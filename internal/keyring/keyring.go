@@ -34,6 +34,7 @@ type Spec struct {
 	MaxTTL      time.Duration
 	AllowRemote bool
 	MaxGrants   int
+	IPv6Prefix  *int // ipv6_prefix (the key's, else the app's); nil: 128
 }
 
 // Key is a provisioned key: only a digest of the secret is kept, so that
@@ -43,6 +44,7 @@ type Key struct {
 	MaxTTL      int64 // seconds
 	AllowRemote bool  // may whitelist any IP or CIDR
 	MaxGrants   int   // 0: no bound but the whitelist's
+	IPv6Prefix  int   // an own-address IPv6 knock grants this network (128: the address)
 	digest      [sha256.Size]byte
 }
 
@@ -104,11 +106,19 @@ func New(keys []Spec, resolve func(string) (string, error)) (Ring, []string, err
 		if k.MaxGrants < 0 {
 			return nil, nil, fmt.Errorf("key %q: max_grants must not be negative, got %d", k.Name, k.MaxGrants)
 		}
+		v6bits := 128
+		if k.IPv6Prefix != nil {
+			v6bits = *k.IPv6Prefix
+			if err := knockapi.CheckIPv6Prefix(v6bits); err != nil {
+				return nil, nil, fmt.Errorf("key %q: ipv6_prefix: %v", k.Name, err)
+			}
+		}
 		ring = append(ring, Key{
 			Name:        k.Name,
 			MaxTTL:      min(ttl, knockapi.MaxTTL),
 			AllowRemote: k.AllowRemote,
 			MaxGrants:   k.MaxGrants,
+			IPv6Prefix:  v6bits,
 			digest:      digest,
 		})
 	}
