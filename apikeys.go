@@ -25,13 +25,18 @@ type APIKey struct {
 	// further entry first evicts the key's soonest-expiring grant (0: no
 	// bound but max_entries).
 	MaxGrants int `json:"max_grants,omitempty"`
+	// Scopes limits the key's grants to the gates of these scopes (and
+	// /verify?scope=): a gate with `scope media` admits grants of keys with
+	// scope media and of keys without scopes; a gate without scope admits
+	// only grants of keys without scopes. Absent: full access, as before.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // newKeyring resolves a's keys' secrets with repl and validates the keys.
 func newKeyring(keys []APIKey, repl *caddy.Replacer) (keyring.Ring, []string, error) {
 	specs := make([]keyring.Spec, len(keys))
 	for i, k := range keys {
-		specs[i] = keyring.Spec{Name: k.Name, Secret: k.Secret, MaxTTL: time.Duration(k.MaxTTL), AllowRemote: k.AllowRemoteWhitelist, MaxGrants: k.MaxGrants}
+		specs[i] = keyring.Spec{Name: k.Name, Secret: k.Secret, MaxTTL: time.Duration(k.MaxTTL), AllowRemote: k.AllowRemoteWhitelist, MaxGrants: k.MaxGrants, Scopes: k.Scopes}
 	}
 	return keyring.New(specs, func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) })
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-knocker/knocker/firewalld"
 	"github.com/caddy-knocker/knocker/internal/pathmatch"
+	"github.com/caddy-knocker/knocker/store"
 )
 
 func init() {
@@ -148,6 +149,17 @@ func unmarshalKey(d *caddyfile.Dispenser) (APIKey, error) {
 				return key, err
 			}
 			key.MaxGrants = n
+		case "scopes":
+			if key.Scopes != nil {
+				return key, d.Errf("key %q: scopes: specified more than once", key.Name)
+			}
+			key.Scopes = d.RemainingArgs()
+			if len(key.Scopes) == 0 {
+				return key, d.Errf("key %q: scopes: want scopes <scope>... (leave scopes out for full access)", key.Name)
+			}
+			if _, err := store.CheckScopes(key.Scopes); err != nil {
+				return key, d.Errf("key %q: scopes: %v", key.Name, err)
+			}
 		default:
 			return key, d.Errf("key %q: unrecognized option %q", key.Name, opt)
 		}
@@ -227,6 +239,7 @@ func parseGateDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		always_allow <ranges...>
 //		exclude      <path-prefixes...>
 //		deny_status  <code>
+//		scope        <name>
 //	}
 func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -249,6 +262,13 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("deny_status: want a 4xx or 5xx status code, got %q", s)
 			}
 			g.DenyStatus = code
+		case "scope":
+			if !d.AllArgs(&g.Scope) {
+				return d.Errf("scope: want scope <name> (one scope per gate)")
+			}
+			if err := checkGateScope(g.Scope); err != nil {
+				return d.Errf("%v", err)
+			}
 		default:
 			return d.Errf("unrecognized knocker option %q", opt)
 		}

@@ -34,6 +34,7 @@ type Spec struct {
 	MaxTTL      time.Duration
 	AllowRemote bool
 	MaxGrants   int
+	Scopes      []string // nil: full access
 }
 
 // Key is a provisioned key: only a digest of the secret is kept, so that
@@ -43,7 +44,10 @@ type Key struct {
 	MaxTTL      int64 // seconds
 	AllowRemote bool  // may whitelist any IP or CIDR
 	MaxGrants   int   // 0: no bound but the whitelist's
-	digest      [sha256.Size]byte
+	// Scopes limits the key's grants to gates of these scopes, canonical
+	// (sorted, no duplicates); nil: full access.
+	Scopes []string
+	digest [sha256.Size]byte
 }
 
 // Ring is the configured keys.
@@ -104,11 +108,21 @@ func New(keys []Spec, resolve func(string) (string, error)) (Ring, []string, err
 		if k.MaxGrants < 0 {
 			return nil, nil, fmt.Errorf("key %q: max_grants must not be negative, got %d", k.Name, k.MaxGrants)
 		}
+		var scopes []string
+		if k.Scopes != nil {
+			if scopes, err = store.CheckScopes(k.Scopes); err != nil || len(scopes) == 0 {
+				if err == nil {
+					err = errors.New("list at least one scope, or leave scopes out for full access")
+				}
+				return nil, nil, fmt.Errorf("key %q: scopes: %v", k.Name, err)
+			}
+		}
 		ring = append(ring, Key{
 			Name:        k.Name,
 			MaxTTL:      min(ttl, knockapi.MaxTTL),
 			AllowRemote: k.AllowRemote,
 			MaxGrants:   k.MaxGrants,
+			Scopes:      scopes,
 			digest:      digest,
 		})
 	}
