@@ -237,15 +237,15 @@ func (a *App) adminRevoke(w http.ResponseWriter, escaped string) error {
 	if err != nil {
 		return apiError(http.StatusServiceUnavailable, err.Error())
 	}
-	existed, err := s.Revoke(p)
+	n, err := s.Revoke(p)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, err.Error())
 	}
-	if !existed {
+	if n == 0 {
 		return apiError(http.StatusNotFound, fmt.Sprintf("no grant for %s", store.FormatPrefix(p)))
 	}
 	a.logger.Info("grant revoked through the admin API", grantFields(store.Entry{Prefix: p})...)
-	return writeAdminJSON(w, map[string]int{"revoked": 1})
+	return writeAdminJSON(w, map[string]int{"revoked": n})
 }
 
 func (a *App) adminRevokeKey(w http.ResponseWriter, q url.Values) error {
