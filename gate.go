@@ -40,7 +40,7 @@ type Gate struct {
 	// errorRoutes: the server has handle_errors routes, which a denial
 	// must reach as a Caddy error.
 	errorRoutes bool
-	outcomes    [numOutcomes]gateOutcome // see placeholders.go
+	outcomes    [numGateOutcomes]gateOutcome // see placeholders.go
 }
 
 var (
@@ -139,12 +139,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	if g.allows(c.ip) {
 		metrics.countGate(decisionAlwaysAllowed)
-		notePlaceholders(r, c.vars, &g.outcomes[admitted])
+		notePlaceholders(r, c.vars, &g.outcomes[gateAdmitted])
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	if g.app.allowedIn(c.ip, g.Scope, now().Unix()) {
 		metrics.countGate(decisionAllowed)
-		notePlaceholders(r, c.vars, &g.outcomes[admitted])
+		notePlaceholders(r, c.vars, &g.outcomes[gateAdmitted])
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)

@@ -38,15 +38,15 @@ type gateOutcome struct {
 
 // The indexes of Gate.outcomes.
 const (
-	admitted = iota
+	gateAdmitted = iota
 	deniedNotWhitelisted
 	deniedNoClientIP
 	deniedEarlyData
-	numOutcomes
+	numGateOutcomes
 )
 
 func (g *Gate) provisionOutcomes() {
-	for i, reason := range [numOutcomes]string{outcomeAdmitted, reasonNotWhitelisted, reasonNoClientIP, reasonEarlyData} {
+	for i, reason := range [numGateOutcomes]string{outcomeAdmitted, reasonNotWhitelisted, reasonNoClientIP, reasonEarlyData} {
 		g.outcomes[i] = gateOutcome{gate: g, reason: reason}
 	}
 }
