@@ -29,7 +29,7 @@ func init() {
 // (by default a local address or socket).
 //
 //	GET    /knocker/grants[?key=NAME][&contains=IP]
-//	POST   /knocker/grants            {"entry": "<ip or cidr>", "ttl": <seconds>}
+//	POST   /knocker/grants            {"entry": "<ip or cidr>", "ttl": <seconds>[, "scopes": [...]]}
 //	DELETE /knocker/grants/<entry>    (a CIDR's / escaped as %2F)
 //	DELETE /knocker/grants?key=NAME
 type AdminAPI struct{}
@@ -60,10 +60,12 @@ type grantJSON struct {
 	CreatedAt        *int64  `json:"created_at"`
 	RenewedAt        *int64  `json:"renewed_at"`
 	ClientIP         *string `json:"client_ip"`
+	// Scopes are the scopes the grant is limited to; null: full access.
+	Scopes []string `json:"scopes"`
 }
 
 func grantObject(e store.Entry, now int64) grantJSON {
-	g := grantJSON{Entry: store.FormatPrefix(e.Prefix), ExpiresAt: e.Expires, ExpiresInSeconds: e.Expires - now}
+	g := grantJSON{Entry: store.FormatPrefix(e.Prefix), ExpiresAt: e.Expires, ExpiresInSeconds: e.Expires - now, Scopes: e.Scopes}
 	if e.Owner != "" {
 		g.Key = &e.Owner
 	}
@@ -159,8 +161,9 @@ const adminGrantKey = keyring.Reserved
 // a rate limit. It may evict any grant when the whitelist is full.
 func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
-		Entry string `json:"entry"`
-		TTL   int64  `json:"ttl"`
+		Entry  string   `json:"entry"`
+		TTL    int64    `json:"ttl"`
+		Scopes []string `json:"scopes"`
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, knockapi.MaxBody))
 	dec.DisallowUnknownFields()
@@ -177,6 +180,12 @@ func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusBadRequest, "ttl: want a positive number of seconds")
 	case req.TTL > knockapi.MaxTTL:
 		return apiError(http.StatusBadRequest, "ttl: "+knockapi.MsgTTLTooLarge)
+	case req.Scopes != nil && len(req.Scopes) == 0:
+		return apiError(http.StatusBadRequest, "scopes: list at least one scope, or leave scopes out for full access")
+	}
+	scopes, err := store.CheckScopes(req.Scopes)
+	if err != nil {
+		return apiError(http.StatusBadRequest, "scopes: "+err.Error())
 	}
 	ts := now().Unix()
 	expires := ts + req.TTL
@@ -196,6 +205,7 @@ func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 			MaxEntries: a.MaxEntries,
 			Owner:      adminGrantKey,
 			MayEvict:   func(string) bool { return true },
+			Scopes:     scopes,
 		})
 	}
 	if err != nil {
@@ -227,15 +237,15 @@ func (a *App) adminRevoke(w http.ResponseWriter, escaped string) error {
 	if err != nil {
 		return apiError(http.StatusServiceUnavailable, err.Error())
 	}
-	existed, err := s.Revoke(p)
+	n, err := s.Revoke(p)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, err.Error())
 	}
-	if !existed {
+	if n == 0 {
 		return apiError(http.StatusNotFound, fmt.Sprintf("no grant for %s", store.FormatPrefix(p)))
 	}
 	a.logger.Info("grant revoked through the admin API", grantFields(store.Entry{Prefix: p})...)
-	return writeAdminJSON(w, map[string]int{"revoked": 1})
+	return writeAdminJSON(w, map[string]int{"revoked": n})
 }
 
 func (a *App) adminRevokeKey(w http.ResponseWriter, q url.Values) error {
@@ -270,6 +280,9 @@ func grantFields(e store.Entry) []zap.Field {
 	}
 	if e.Owner != "" {
 		f = append(f, zap.String("key", e.Owner))
+	}
+	if len(e.Scopes) > 0 {
+		f = append(f, zap.Strings("scopes", e.Scopes))
 	}
 	return f
 }

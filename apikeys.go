@@ -30,6 +30,11 @@ type APIKey struct {
 	// network of this many bits (64: the /64 that temporary addresses
 	// rotate in), 48 to 128; it overrides the app's ipv6_prefix.
 	IPv6Prefix *int `json:"ipv6_prefix,omitempty"`
+	// Scopes limits the key's grants to the gates of these scopes (and
+	// /verify?scope=): a gate with `scope media` admits grants of keys with
+	// scope media and of keys without scopes; a gate without scope admits
+	// only grants of keys without scopes. Absent: full access, as before.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // newKeyring resolves keys' secrets with repl and validates the keys;
@@ -38,7 +43,7 @@ func newKeyring(keys []APIKey, ipv6Prefix *int, repl *caddy.Replacer) (keyring.R
 	specs := make([]keyring.Spec, len(keys))
 	for i, k := range keys {
 		specs[i] = keyring.Spec{Name: k.Name, Secret: k.Secret, MaxTTL: time.Duration(k.MaxTTL), AllowRemote: k.AllowRemoteWhitelist, MaxGrants: k.MaxGrants,
-			IPv6Prefix: cmp.Or(k.IPv6Prefix, ipv6Prefix)}
+			IPv6Prefix: cmp.Or(k.IPv6Prefix, ipv6Prefix), Scopes: k.Scopes}
 	}
 	return keyring.New(specs, func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) })
 }

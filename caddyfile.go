@@ -13,6 +13,7 @@ import (
 	"github.com/caddy-knocker/knocker/firewalld"
 	"github.com/caddy-knocker/knocker/internal/knockapi"
 	"github.com/caddy-knocker/knocker/internal/pathmatch"
+	"github.com/caddy-knocker/knocker/store"
 )
 
 func init() {
@@ -163,6 +164,19 @@ func unmarshalKey(d *caddyfile.Dispenser) (APIKey, error) {
 				return key, err
 			}
 			key.IPv6Prefix = bits
+		case "scopes":
+			if key.Scopes != nil {
+				return key, d.Errf("key %q: scopes: specified more than once", key.Name)
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return key, d.Errf("key %q: scopes: want scopes <scope>... (leave scopes out for full access)", key.Name)
+			}
+			set, err := store.CheckScopes(args)
+			if err != nil {
+				return key, d.Errf("key %q: scopes: %v", key.Name, err)
+			}
+			key.Scopes = set
 		default:
 			return key, d.Errf("key %q: unrecognized option %q", key.Name, opt)
 		}
@@ -261,6 +275,7 @@ func parseGateDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		deny_status  <code>
 //		deny status <code>   # the long form of deny_status
 //		deny redirect <url>
+//		scope        <name>
 //	}
 func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -287,6 +302,13 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.DenyStatus = code
+		case "scope":
+			if !d.AllArgs(&g.Scope) {
+				return d.Errf("scope: want scope <name> (one scope per gate)")
+			}
+			if err := checkGateScope(g.Scope); err != nil {
+				return d.Errf("%v", err)
+			}
 		default:
 			return d.Errf("unrecognized knocker option %q", opt)
 		}

@@ -136,7 +136,7 @@ func grantsCommand() *cobra.Command {
 func printGrants(w io.Writer, grants []grantJSON, now time.Time) error {
 	sort.Slice(grants, func(i, j int) bool { return grants[i].ExpiresAt < grants[j].ExpiresAt })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENTRY\tKEY\tEXPIRES IN\tCREATED\tCLIENT IP")
+	fmt.Fprintln(tw, "ENTRY\tKEY\tSCOPES\tEXPIRES IN\tCREATED\tCLIENT IP")
 	orDash := func(s *string) string {
 		if s == nil {
 			return "-"
@@ -148,7 +148,11 @@ func printGrants(w io.Writer, grants []grantJSON, now time.Time) error {
 		if g.CreatedAt != nil {
 			created = time.Unix(*g.CreatedAt, 0).In(now.Location()).Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Entry, orDash(g.Key),
+		scopes := "all"
+		if len(g.Scopes) > 0 {
+			scopes = strings.Join(g.Scopes, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Entry, orDash(g.Key), scopes,
 			(time.Duration(g.ExpiresInSeconds) * time.Second).String(), created, orDash(g.ClientIP))
 	}
 	return tw.Flush()
@@ -156,18 +160,23 @@ func printGrants(w io.Writer, grants []grantJSON, now time.Time) error {
 
 func grantCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "grant <ip-or-cidr> --ttl <duration>",
+		Use:   "grant <ip-or-cidr> --ttl <duration> [--scopes <scope,...>]",
 		Short: "Whitelists an IP or CIDR, as an operator",
 		Args:  cobra.ExactArgs(1),
 	}
 	adminFlags(c)
 	c.Flags().String("ttl", "", "How long the grant lasts, e.g. 10m or 1h (required)")
+	c.Flags().String("scopes", "", "Comma-separated scopes the grant is limited to (default: full access)")
 	c.RunE = withArgs(func(fl caddycmd.Flags, args []string) (int, error) {
 		ttl, err := caddy.ParseDuration(fl.String("ttl"))
 		if err != nil || ttl < time.Second {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("--ttl: want a duration of at least 1s, such as 10m, got %q", fl.String("ttl"))
 		}
-		body, err := adminCall(fl, http.MethodPost, grantsPath, map[string]any{"entry": args[0], "ttl": int64(ttl / time.Second)})
+		req := map[string]any{"entry": args[0], "ttl": int64(ttl / time.Second)}
+		if list := fl.String("scopes"); list != "" {
+			req["scopes"] = strings.Split(list, ",")
+		}
+		body, err := adminCall(fl, http.MethodPost, grantsPath, req)
 		if err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,6 +222,9 @@ func eventData(ev store.Event) map[string]any {
 		"entry":      store.FormatPrefix(ev.Entry.Prefix),
 		"key":        ev.Entry.Owner,
 		"expires_at": ev.Entry.Expires,
+	}
+	if len(ev.Entry.Scopes) > 0 { // absent: full access
+		data["scopes"] = strings.Join(ev.Entry.Scopes, ",")
 	}
 	switch ev.Kind {
 	case store.Extended:

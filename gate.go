@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-knocker/knocker/store"
 )
 
 func init() {
@@ -31,13 +33,19 @@ type Gate struct {
 	// browsers that are not let in there instead (portal.go), with the URL
 	// they asked for as ?return=. Other requests get DenyStatus.
 	DenyRedirect string `json:"deny_redirect,omitempty"`
+	// Scope makes the gate admit grants of keys with this scope, besides
+	// those of keys without scopes (full access). Without it the gate
+	// admits only the latter: giving a key scopes never opens an unscoped
+	// gate to it.
+	Scope string `json:"scope,omitempty"`
 
 	app    *App
 	logger *zap.Logger
 	// errorRoutes: the server has handle_errors routes, which a denial
 	// must reach as a Caddy error.
 	errorRoutes bool
-	redirect    *denyRedirect // from DenyRedirect; nil without
+	redirect    *denyRedirect                // from DenyRedirect; nil without
+	outcomes    [numGateOutcomes]gateOutcome // see placeholders.go
 }
 
 var (
@@ -66,6 +74,10 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.errorRoutes = hasErrorRoutes(ctx)
+	g.provisionOutcomes()
+	if err := checkGateScope(g.Scope); err != nil {
+		return err
+	}
 	if g.DenyStatus == 0 {
 		g.DenyStatus = http.StatusUnauthorized
 	}
@@ -76,6 +88,18 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		if g.redirect, err = parseDenyRedirect(g.DenyRedirect); err != nil {
 			return fmt.Errorf("deny_redirect: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkGateScope reports why scope cannot name a gate's scope ("" is
+// none: full-access grants only).
+func checkGateScope(scope string) error {
+	if scope == "" {
+		return nil
+	}
+	if _, err := store.CheckScopes([]string{scope}); err != nil {
+		return fmt.Errorf("scope: %w", err)
 	}
 	return nil
 }
@@ -125,12 +149,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	if g.allows(c.ip) {
 		metrics.countGate(decisionAlwaysAllowed)
-		g.notePlaceholders(r, c.vars, outcomeAdmitted)
+		notePlaceholders(r, c.vars, &g.outcomes[gateAdmitted])
 		return g.app.passOn(w, r, next, g.logger)
 	}
-	if g.app.allowed(c.ip, now().Unix()) {
+	if g.app.allowedIn(c.ip, g.Scope, now().Unix()) {
 		metrics.countGate(decisionAllowed)
-		g.notePlaceholders(r, c.vars, outcomeAdmitted)
+		notePlaceholders(r, c.vars, &g.outcomes[gateAdmitted])
 		return g.app.passOn(w, r, next, g.logger)
 	}
 	return g.refuse(w, r, g.DenyStatus, errNotWhitelisted)
@@ -149,7 +173,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // (portal.go): knocking cannot help a client without a usable IP.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, status int, why error) error {
 	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	g.notePlaceholders(r, vars, deniedReason(why))
+	notePlaceholders(r, vars, g.denied(why))
 	metrics.countGate(decisionDenied)
 	switch {
 	case carriedKnockerKey(r):

@@ -247,9 +247,17 @@ func (a *App) Knocked(ip netip.Addr, scope string) bool {
 
 // allowedIn is allowed for a scope (see Knocked).
 func (a *App) allowedIn(ip netip.Addr, scope string, now int64) bool {
-	// Until keys carry scopes every grant is unscoped, which admits
-	// every scope.
-	return a.allowed(ip, now)
+	if scope == "" {
+		return a.allowed(ip, now)
+	}
+	s := a.run.st.Load()
+	if s == nil {
+		var err error
+		if s, err = a.openStore(); err != nil {
+			return false
+		}
+	}
+	return s.AllowedIn(ip, scope, now)
 }
 
 // clockOffset shifts the clock in tests, and clockFrozen (unix ns), when
@@ -277,16 +285,24 @@ func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key, client neti
 		Client:     client,
 		MaxOwned:   key.MaxGrants,
 		MayEvict:   a.keys.MayEvict(key),
+		Scopes:     key.Scopes,
 	})
 }
 
-// match returns the active grant covering ip with the latest expiry.
+// match returns the active full-access grant covering ip with the latest
+// expiry.
 func (a *App) match(ip netip.Addr, now int64) (store.Entry, bool, error) {
+	return a.matchIn(ip, "", now)
+}
+
+// matchIn returns the active grant admitting ip to scope with the latest
+// expiry (see Knocked).
+func (a *App) matchIn(ip netip.Addr, scope string, now int64) (store.Entry, bool, error) {
 	s, err := a.openStore()
 	if err != nil {
 		return store.Entry{}, false, err
 	}
-	e, ok := s.Match(ip, now)
+	e, ok := s.MatchIn(ip, scope, now)
 	return e, ok, nil
 }
 

@@ -25,27 +25,49 @@ const (
 	reasonEarlyData      = "early_data"
 )
 
-// outcomeVar holds, in Caddy's vars, the outcome of the request's last gate.
+// outcomeVar holds, in Caddy's vars, the outcome of the request's last
+// gate, as a *gateOutcome of that gate.
 const outcomeVar = "knocker.outcome"
 
-// deniedReason is the token of a denial (as an any holding a constant,
-// which costs no allocation).
-func deniedReason(why error) any {
-	switch why {
-	case errNoClientIP:
-		return reasonNoClientIP
-	case errEarlyData:
-		return reasonEarlyData
-	}
-	return reasonNotWhitelisted
+// gateOutcome is one of a gate's outcomes. Each gate holds one per outcome
+// (see Gate.outcomes), so recording one costs no allocation.
+type gateOutcome struct {
+	gate   *Gate
+	reason string // outcomeAdmitted or the reason of a denial
 }
 
-// notePlaceholders records the gate's outcome for r and, the first time,
+// The indexes of Gate.outcomes.
+const (
+	gateAdmitted = iota
+	deniedNotWhitelisted
+	deniedNoClientIP
+	deniedEarlyData
+	numGateOutcomes
+)
+
+func (g *Gate) provisionOutcomes() {
+	for i, reason := range [numGateOutcomes]string{outcomeAdmitted, reasonNotWhitelisted, reasonNoClientIP, reasonEarlyData} {
+		g.outcomes[i] = gateOutcome{gate: g, reason: reason}
+	}
+}
+
+// denied is the outcome of a denial for why.
+func (g *Gate) denied(why error) *gateOutcome {
+	switch why {
+	case errNoClientIP:
+		return &g.outcomes[deniedNoClientIP]
+	case errEarlyData:
+		return &g.outcomes[deniedEarlyData]
+	}
+	return &g.outcomes[deniedNotWhitelisted]
+}
+
+// notePlaceholders records a gate's outcome for r and, the first time,
 // adds the provider of the placeholders to r's replacer. The values are
 // computed only when a placeholder is used: an admitted request pays one
 // small allocation (the provider) and a map write. The outcome is kept in
 // Caddy's vars, so that a second gate on the same request updates it.
-func (g *Gate) notePlaceholders(r *http.Request, vars map[string]any, outcome any) {
+func notePlaceholders(r *http.Request, vars map[string]any, outcome *gateOutcome) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if vars == nil || repl == nil {
 		return
@@ -53,21 +75,23 @@ func (g *Gate) notePlaceholders(r *http.Request, vars map[string]any, outcome an
 	_, installed := vars[outcomeVar]
 	vars[outcomeVar] = outcome
 	if !installed {
-		app := g.app
-		repl.Map(func(key string) (any, bool) { return app.placeholder(key, vars) })
+		repl.Map(func(key string) (any, bool) { return placeholder(key, vars) })
 	}
 }
 
 // placeholder answers the {http.knocker.*} placeholders of the request
 // whose Caddy vars are vars.
-func (a *App) placeholder(key string, vars map[string]any) (any, bool) {
+func placeholder(key string, vars map[string]any) (any, bool) {
 	name, ok := strings.CutPrefix(key, placeholderPrefix)
 	if !ok {
 		return nil, false
 	}
-	outcome, _ := vars[outcomeVar].(string)
+	o, _ := vars[outcomeVar].(*gateOutcome)
+	if o == nil {
+		return nil, false
+	}
 	var ip netip.Addr
-	if outcome == outcomeAdmitted || outcome == reasonNotWhitelisted {
+	if o.reason == outcomeAdmitted || o.reason == reasonNotWhitelisted {
 		// The gate resolved the client from these vars (callerOf).
 		s, _ := vars[caddyhttp.ClientIPVarKey].(string)
 		if addr, err := netip.ParseAddr(s); err == nil {
@@ -81,16 +105,16 @@ func (a *App) placeholder(key string, vars map[string]any) (any, bool) {
 		}
 		return ip.String(), true
 	case "denied_reason":
-		if outcome == outcomeAdmitted {
+		if o.reason == outcomeAdmitted {
 			return "", true
 		}
-		return outcome, true
+		return o.reason, true
 	case "entry", "expires_in":
-		if outcome != outcomeAdmitted || !ip.IsValid() {
+		if o.reason != outcomeAdmitted || !ip.IsValid() {
 			return "", true
 		}
 		ts := now().Unix()
-		e, found, err := a.match(ip, ts)
+		e, found, err := o.gate.app.matchIn(ip, o.gate.Scope, ts)
 		switch {
 		case err != nil || !found: // always_allow without a grant
 			return "", true

@@ -35,19 +35,19 @@ type request struct {
 	client   netip.Addr
 	maxOwned int
 	mayEvict func(owner string) bool
+	scopes   []string // canonical; the committer interns them into key.set
 	fn       func()
 
 	// Results, written by the committer before done is closed.
 	result  GrantResult
-	revoked []Entry // reqRevokeOwner
-	existed bool
+	revoked []Entry // reqRevoke, reqRevokeOwner
 	swept   int
 	err     error
 	done    chan struct{}
 }
 
 func (r *request) fail(err error) {
-	r.result, r.existed, r.swept, r.revoked, r.err = GrantResult{}, false, 0, nil, err
+	r.result, r.swept, r.revoked, r.err = GrantResult{}, 0, nil, err
 	close(r.done)
 }
 
@@ -169,7 +169,7 @@ func (s *Store) commit(batch []*request) {
 	for _, c := range w.changes {
 		s.apply(c)
 	}
-	s.idx.publishProbes()
+	s.publishProbes()
 	for _, r := range batch {
 		close(r.done)
 	}
@@ -190,17 +190,22 @@ func (s *Store) current(k entryKey) (int64, bool) {
 	if o, ok := s.w.overlay[k]; ok {
 		return o.exp, o.present
 	}
-	return s.idx.get(k)
+	return s.indexOf(k).get(k)
 }
 
 func (s *Store) plan(r *request) {
 	switch r.kind {
 	case reqGrant:
 		s.planGrant(r)
-	case reqRevoke:
-		if exp, had := s.current(r.key); had {
-			s.stage(r.key, Event{Kind: Removed, Entry: s.entry(r.key, exp)}, entryMeta{})
-			r.existed = true
+	case reqRevoke: // every scope set's entry of the prefix
+		for id := range s.setTable().sets {
+			k := r.key
+			k.set = scopeSetID(id)
+			if exp, had := s.current(k); had {
+				e := s.entry(k, exp)
+				s.stage(k, Event{Kind: Removed, Entry: e}, entryMeta{})
+				r.revoked = append(r.revoked, e)
+			}
 		}
 	case reqRevokeOwner:
 		id, ok := s.w.own.ids[r.owner]
@@ -244,6 +249,7 @@ func (s *Store) plan(r *request) {
 // heaps) before anything is staged, and pushed back if the grant fails.
 func (s *Store) planGrant(r *request) {
 	w := &s.w
+	r.key.set = s.internSet(r.scopes)
 	prev, had := s.current(r.key)
 	id := w.own.intern(r.owner)
 	gains := !had || s.ownerOf(r.key) != id // id holds one entry more afterwards
@@ -308,7 +314,7 @@ func (s *Store) planGrant(r *request) {
 			m.client = r.client.Unmap().As16()
 		}
 	}
-	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires}}
+	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires, Scopes: s.setScopes(r.key.set)}}
 	w.own.fill(&ev.Entry, m)
 	if had {
 		ev.Kind, ev.Previous = Extended, prev
@@ -321,7 +327,7 @@ func (s *Store) planGrant(r *request) {
 
 // entry is k's entry with expiry exp and its current owner and details.
 func (s *Store) entry(k entryKey, exp int64) Entry {
-	e := Entry{Prefix: k.prefix(), Expires: exp}
+	e := Entry{Prefix: k.prefix(), Expires: exp, Scopes: s.setScopes(k.set)}
 	s.w.own.fill(&e, s.metaOf(k))
 	return e
 }
@@ -340,14 +346,14 @@ func (s *Store) stage(k entryKey, ev Event, m entryMeta) {
 	}
 	switch ev.Kind {
 	case Added, Extended:
-		w.buf = appendRecord(w.buf, opSet, ev.Entry.Prefix, ev.Entry.Expires, w.own.names[owner], m.grantInfo)
+		w.buf = appendRecord(w.buf, opSet, ev.Entry.Prefix, ev.Entry.Expires, ev.Entry.Scopes, w.own.names[owner], m.grantInfo)
 		w.overlay[k] = overlayState{exp: ev.Entry.Expires, present: true, meta: m}
 		w.own.held[owner]++
 		if ev.Kind == Added {
 			w.delta++
 		}
 	default:
-		w.buf = appendRecord(w.buf, opDelete, ev.Entry.Prefix, 0, "", grantInfo{})
+		w.buf = appendRecord(w.buf, opDelete, ev.Entry.Prefix, 0, ev.Entry.Scopes, "", grantInfo{})
 		w.overlay[k] = overlayState{}
 		w.delta--
 	}
@@ -357,12 +363,12 @@ func (s *Store) stage(k entryKey, ev Event, m entryMeta) {
 func (s *Store) apply(c change) {
 	switch c.ev.Kind {
 	case Added, Extended:
-		if s.idx.set(c.key, c.ev.Entry.Expires) {
+		if s.indexOf(c.key).set(c.key, c.ev.Entry.Expires) {
 			s.count.Add(1)
 		}
 		s.w.own.setCommitted(c.key, c.meta)
 	default:
-		if s.idx.del(c.key) {
+		if s.indexOf(c.key).del(c.key) {
 			s.count.Add(-1)
 		}
 		s.w.own.setCommitted(c.key, entryMeta{})

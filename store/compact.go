@@ -67,33 +67,43 @@ func (s *Store) freshJournal() (*os.File, error) {
 	return f, nil
 }
 
-// capture copies the entries active at now and their owners, for a
-// snapshot.
+// capture copies the entries active at now, their owners and scopes, for
+// a snapshot.
 func (s *Store) capture(now int64) captured {
 	c := captured{entries: make([]keyExp, 0, s.Len())}
-	s.idx.each(func(k entryKey, exp int64) {
-		if now < exp {
+	s.eachEntry(func(k entryKey, exp int64) {
+		if now >= exp {
+			return
+		}
+		m := s.w.own.of[k]
+		if k.set == fullAccess {
 			c.entries = append(c.entries, keyExp{k, exp})
-			if m := s.w.own.of[k]; m.owner != noOwner {
-				c.owned = append(c.owned, ownedEntry{k, s.w.own.names[m.owner], m.grantInfo})
+			if m.owner == noOwner {
+				return
 			}
 		}
+		c.meta = append(c.meta, metaEntry{k, exp, s.setScopes(k.set), s.w.own.names[m.owner], m.grantInfo})
 	})
 	return c
 }
 
 // writeSnapshot writes the metadata file and then the snapshot of c (see
-// meta.go for why in this order).
+// meta.go for why in this order) and returns their size.
 func (s *Store) writeSnapshot(c captured) (int64, error) {
 	if h := s.hooks.Load(); h != nil && h.snapshot != nil {
 		if err := h.snapshot(); err != nil {
 			return 0, fmt.Errorf("store: writing snapshot %s: %w", s.path, err)
 		}
 	}
-	if err := writeMeta(s.path+metaSuffix, c.owned); err != nil {
+	m, err := writeMeta(s.path+metaSuffix, c.meta)
+	if err != nil {
 		return 0, err
 	}
-	return writeSnapshot(s.path, c.entries)
+	n, err := writeSnapshot(s.path, c.entries)
+	if err != nil {
+		return 0, err
+	}
+	return m + n, nil
 }
 
 // maybeCompact starts a background compaction when the journal has outgrown

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -271,7 +273,8 @@ type index struct {
 	v4             [33]atomic.Pointer[table]
 	v6             [129]atomic.Pointer[table]
 	seed           uint64
-	resized        bool // a table changed size since the probe lists were ordered; writer-only
+	scopeSet       scopeSetID // the scope set whose entries it holds
+	resized        bool       // a table changed size since the probe lists were ordered; writer-only
 }
 
 func newIndexSeed() uint64 { return rand.Uint64() | 1 }
@@ -329,6 +332,46 @@ func (x *index) best6(hi, lo uint64, now int64, first bool) (exp int64, length i
 		}
 	}
 	return
+}
+
+// allowed reports whether an entry covering ip is active at now, with the
+// address rules of Store.Allowed.
+func (x *index) allowed(ip netip.Addr, now int64) bool {
+	if ip.Is4() {
+		b := ip.As4()
+		_, _, ok := x.best4(binary.BigEndian.Uint32(b[:]), now, true)
+		return ok
+	}
+	if !ip.Is6() || ip.Zone() != "" {
+		return false
+	}
+	if ip.Is4In6() {
+		return x.allowed(ip.Unmap(), now)
+	}
+	b := ip.As16()
+	_, _, ok := x.best6(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), now, true)
+	return ok
+}
+
+// match returns the active entry covering ip with the latest expiry, with
+// the address rules of Store.Allowed.
+func (x *index) match(ip netip.Addr, now int64) (p netip.Prefix, exp int64, ok bool) {
+	var length int
+	switch {
+	case ip.Zone() != "":
+	case ip.Is4() || ip.Is4In6():
+		ip = ip.Unmap()
+		b := ip.As4()
+		exp, length, ok = x.best4(binary.BigEndian.Uint32(b[:]), now, false)
+	case ip.Is6():
+		b := ip.As16()
+		exp, length, ok = x.best6(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), now, false)
+	}
+	if !ok {
+		return netip.Prefix{}, 0, false
+	}
+	p, _ = ip.Prefix(length)
+	return p, exp, true
 }
 
 // publishProbes republishes the probe lists if tables changed size. A list
@@ -435,7 +478,7 @@ func (x *index) each(fn func(k entryKey, exp int64)) {
 		for i := range t.shards {
 			buf = t.shards[i].appendEntries(buf[:0])
 			for _, e := range buf {
-				fn(entryKey{hi: e.key.hi, lo: e.key.lo, bits: bits, v6: v6}, e.exp)
+				fn(entryKey{hi: e.key.hi, lo: e.key.lo, bits: bits, v6: v6, set: x.scopeSet}, e.exp)
 			}
 		}
 	}

@@ -13,14 +13,17 @@ import (
 
 // Journal records are text lines so that an operator can read them:
 //
-//	<crc32c of the rest of the line, 8 lowercase hex> <op> <canonical key> [<expiry> [<owner>] [<name>=<value>...]]\n
+//	<crc32c of the rest of the line, 8 lowercase hex> + <canonical key> <expiry> [<owner>] [scopes=<set>] [<name>=<value>...]\n
+//	<crc32c of the rest of the line, 8 lowercase hex> - <canonical key> [scopes=<set>]\n
 //
-// with op '+' (set the key's expiry and owner) or '-' (delete the key), the
-// owner a Go-quoted string, absent for the unknown owner (so a journal of a
-// version without owners reads the same), and then the grant's details
-// (see metaFields), absent when unknown. Both are absolute, never
-// relative to the previous state; replaying a record twice has the same
-// effect as once, which the crash recovery relies on.
+// with op '+' (set the expiry and owner of the key's entry of that scope
+// set) or '-' (delete that entry), the owner a Go-quoted string, absent for
+// the unknown owner (so a journal of a version without owners reads the
+// same), the scope set as its sorted names joined by commas, absent for
+// full access (so a journal without scopes reads the same), and then the
+// grant's details (see appendInfo), absent when unknown. Both are
+// absolute, never relative to the previous state; replaying a record twice
+// has the same effect as once, which the crash recovery relies on.
 
 const (
 	opSet    = '+'
@@ -33,12 +36,13 @@ type journalRecord struct {
 	op     byte
 	prefix netip.Prefix
 	exp    int64
+	scopes []string // canonical; nil: full access
 	owner  string
 	info   grantInfo
 }
 
 // appendRecord appends one encoded record to dst.
-func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, owner string, info grantInfo) []byte {
+func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, scopes []string, owner string, info grantInfo) []byte {
 	start := len(dst)
 	dst = append(dst, "00000000 "...)
 	body := len(dst)
@@ -51,6 +55,9 @@ func appendRecord(dst []byte, op byte, p netip.Prefix, exp int64, owner string, 
 			dst = append(dst, ' ')
 			dst = strconv.AppendQuoteToASCII(dst, owner)
 		}
+	}
+	dst = appendScopes(dst, scopes)
+	if op == opSet {
 		dst = appendInfo(dst, info)
 	}
 	const hexdigits = "0123456789abcdef"
@@ -86,6 +93,15 @@ func parseRecord(line []byte) (journalRecord, error) {
 	}
 	rec := journalRecord{op: body[0]}
 	key := string(body[2:])
+	if k, fields, more := strings.Cut(key, " "); rec.op == opDelete && more {
+		key = k
+		if rec.scopes, fields, err = cutScopes(fields); err != nil {
+			return journalRecord{}, err
+		}
+		if rec.scopes == nil || fields != "" {
+			return journalRecord{}, fmt.Errorf("bad delete record: want - <key> [scopes=<set>]")
+		}
+	}
 	if rec.op == opSet {
 		k, rest, ok := bytes.Cut(body[2:], []byte{' '})
 		if !ok {
@@ -106,6 +122,9 @@ func parseRecord(line []byte) (journalRecord, error) {
 				return journalRecord{}, fmt.Errorf("bad owner in %q", fields)
 			}
 			fields = strings.TrimPrefix(fields[len(q):], " ")
+		}
+		if rec.scopes, fields, err = cutScopes(fields); err != nil {
+			return journalRecord{}, err
 		}
 		if rec.info, err = parseInfo(fields); err != nil {
 			return journalRecord{}, err

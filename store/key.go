@@ -91,6 +91,7 @@ type entryKey struct {
 	hi, lo uint64 // address bits; IPv4 uses the low 32 bits of lo
 	bits   uint8
 	v6     bool
+	set    scopeSetID // in the padding: the key stays 24 bytes
 }
 
 func keyOf(p netip.Prefix) entryKey {

@@ -20,7 +20,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	if err := s.loadMeta(); err != nil {
+	if err := s.loadMeta(now); err != nil {
 		return err
 	}
 
@@ -30,7 +30,8 @@ func (s *Store) load() error {
 	apply := func(r journalRecord) {
 		k := keyOf(r.prefix)
 		if r.op == opSet && active(r.exp, now) {
-			if s.idx.set(k, r.exp) {
+			k.set = s.internSet(r.scopes)
+			if s.indexOf(k).set(k, r.exp) {
 				s.count.Add(1)
 			}
 			s.w.own.setCommitted(k, entryMeta{owner: s.w.own.intern(r.owner), grantInfo: r.info})
@@ -39,7 +40,12 @@ func (s *Store) load() error {
 		if r.op == opSet {
 			expiredRecords++
 		}
-		if s.idx.del(k) {
+		id, known := s.lookupSet(r.scopes)
+		if !known {
+			return // no entry of a set never seen
+		}
+		k.set = id
+		if s.indexOf(k).del(k) {
 			s.count.Add(-1)
 		}
 		s.w.own.setCommitted(k, entryMeta{})
@@ -84,7 +90,7 @@ func (s *Store) load() error {
 	if err := s.trimToLimit(); err != nil {
 		return err
 	}
-	s.idx.publishProbes()
+	s.publishProbes()
 	s.removeStaleTemps() // only now: a corrupt store is left exactly as found
 	if st.read > 0 || curScan.records > 0 || oldScan.records > 0 {
 		s.log.Info("whitelist loaded",
@@ -110,14 +116,14 @@ func (s *Store) trimToLimit() error {
 			break
 		}
 		s.w.own.heaps[o].pop()
-		buf = appendRecord(buf, opDelete, it.key.prefix(), 0, "", grantInfo{})
+		buf = appendRecord(buf, opDelete, it.key.prefix(), 0, s.setScopes(it.key.set), "", grantInfo{})
 		victims = append(victims, it.key)
 	}
 	if err := s.appendJournal(buf); err != nil {
 		return err
 	}
 	for _, k := range victims {
-		if s.idx.del(k) {
+		if s.indexOf(k).del(k) {
 			s.count.Add(-1)
 		}
 		s.w.own.setCommitted(k, entryMeta{})

@@ -14,63 +14,88 @@ import (
 // Grant metadata lives beside the snapshot, in Path+".meta", so that the
 // snapshot stays the Python service's whitelist.json, which its loader (and
 // any other reader of that format) can still import. After a header line,
-// each line names an entry and its metadata as name=value fields, values
-// Go-quoted:
+// each line names an entry and its metadata as name=value fields, the key
+// name Go-quoted:
 //
 //	knocker grant metadata v1
-//	203.0.113.7 key="phone"
+//	203.0.113.7 key="phone" created=1767225000 renewed=1767225000 client=198.51.100.9
+//	203.0.113.7 key="guest" scopes=games,media expires=1767225600 created=1767225000
 //
-// Only entries with an owner appear; lines are written and read as a
+// in this order: key= (the owner), then, for an entry limited to scopes,
+// scopes= and expires=, then the grant's details (see appendInfo); a line
+// has key=, scopes= or both. A line without scopes= describes the
+// full-access entry of the snapshot; entries it names that the snapshot
+// does not hold are ignored. A line with scopes= is itself the scoped
+// entry: the snapshot holds only full-access entries, so that a reader of
+// the original format (the Python service, when migrating back) drops
+// scoped entries instead of turning them into full ones.
+//
+// Only owned and scoped entries appear; lines are written and read as a
 // stream, so a million owned grants cost no large temporary structures. It
 // is written, atomically, before the snapshot of the same capture: a crash
-// between the two leaves the journal (which carries the owners too) in
-// place, so replaying it restores every owner the older snapshot lacks.
-// Entries it names that the snapshot does not hold are ignored.
+// between the two leaves the journal (which carries owners and scoped
+// entries too) in place, and replaying it over the newer metadata and the
+// older snapshot restores every entry: journal records are absolute, so
+// replaying the records that led to the metadata's state over that state
+// leaves it unchanged.
 
 const (
 	metaSuffix = ".meta"
 	metaHeader = "knocker grant metadata v1"
 )
 
-// ownedEntry is an entry's owner and details, captured for the metadata
-// file.
-type ownedEntry struct {
-	key   entryKey
-	owner string
-	info  grantInfo
+// metaEntry is an entry of the metadata file: an owned entry (scoped or
+// not) or a scoped one without owner.
+type metaEntry struct {
+	key    entryKey
+	exp    int64    // written for scoped entries only
+	scopes []string // nil: full access
+	owner  string
+	info   grantInfo
 }
 
-// captured is what a snapshot writes: the entries and their owners.
+// captured is what a snapshot writes: the full-access entries (the
+// snapshot) and the metadata file's entries.
 type captured struct {
 	entries []keyExp
-	owned   []ownedEntry
+	meta    []metaEntry
 }
 
-// writeMeta atomically replaces path with the metadata of owned.
-func writeMeta(path string, owned []ownedEntry) error {
-	if _, err := writeFileAtomic(path, func(w *bufio.Writer) int64 {
+// writeMeta atomically replaces path with the metadata of entries and
+// returns its size.
+func writeMeta(path string, entries []metaEntry) (int64, error) {
+	n, err := writeFileAtomic(path, func(w *bufio.Writer) int64 {
 		var line []byte
 		n, _ := w.WriteString(metaHeader + "\n")
 		total := int64(n)
-		for _, o := range owned {
-			line = appendPrefix(line[:0], o.key.prefix())
-			line = append(line, " key="...)
-			line = strconv.AppendQuoteToASCII(line, o.owner)
-			line = appendInfo(line, o.info)
+		for _, m := range entries {
+			line = appendPrefix(line[:0], m.key.prefix())
+			if m.owner != "" {
+				line = append(line, " key="...)
+				line = strconv.AppendQuoteToASCII(line, m.owner)
+			}
+			if m.scopes != nil {
+				line = appendScopes(line, m.scopes)
+				line = append(line, " expires="...)
+				line = strconv.AppendInt(line, m.exp, 10)
+			}
+			line = appendInfo(line, m.info)
 			line = append(line, '\n')
 			n, _ := w.Write(line)
 			total += int64(n)
 		}
 		return total
-	}); err != nil {
-		return fmt.Errorf("store: writing metadata: %w", err)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: writing metadata: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
-// loadMeta sets the owners the metadata file records for entries the index
-// holds. A missing file records none.
-func (s *Store) loadMeta() error {
+// loadMeta sets the owners the metadata file records for full-access
+// entries the index holds and restores the scoped entries it holds that
+// are active at now. A missing file records none.
+func (s *Store) loadMeta(now int64) error {
 	path := s.path + metaSuffix
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -80,6 +105,9 @@ func (s *Store) loadMeta() error {
 		return fmt.Errorf("store: reading metadata: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		s.w.snapshotSize += fi.Size() // rewritten with the snapshot
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)
 	corrupt := func(line int, format string, args ...any) error {
@@ -94,13 +122,9 @@ func (s *Store) loadMeta() error {
 			continue
 		}
 		key, fields, ok := strings.Cut(text, " ")
-		owner, rest, err := metaOwner(fields)
-		var info grantInfo
-		if err == nil {
-			info, err = parseInfo(rest)
-		}
+		m, err := parseMetaFields(fields)
 		if !ok || err != nil {
-			return corrupt(line, "want <entry> key=\"<name>\" [<name>=<value>...]: %v", err)
+			return corrupt(line, "want <entry> [key=\"<name>\"] [scopes=<set> expires=<unix time>] [<name>=<value>...]: %v", err)
 		}
 		p, err := ParseEntryKey(key)
 		if err != nil {
@@ -110,9 +134,21 @@ func (s *Store) loadMeta() error {
 			return corrupt(line, "entry %q: %v", key, err)
 		}
 		k := keyOf(p)
-		if _, ok := s.idx.get(k); ok {
-			s.w.own.setCommitted(k, entryMeta{owner: s.w.own.intern(owner), grantInfo: info})
+		if m.scopes == nil {
+			if _, ok := s.idx.get(k); ok {
+				s.w.own.setCommitted(k, entryMeta{owner: s.w.own.intern(m.owner), grantInfo: m.info})
+			}
+			continue
 		}
+		if !active(m.exp, now) {
+			s.w.loadDirty = true
+			continue
+		}
+		k.set = s.internSet(m.scopes)
+		if s.indexOf(k).set(k, m.exp) {
+			s.count.Add(1)
+		}
+		s.w.own.setCommitted(k, entryMeta{owner: s.w.own.intern(m.owner), grantInfo: m.info})
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("store: reading metadata %s: %w", path, err)
@@ -120,8 +156,35 @@ func (s *Store) loadMeta() error {
 	return nil
 }
 
-// metaOwner parses a metadata line's first field, key="<name>", and
-// returns the fields after it.
+// parseMetaFields parses the fields of a metadata line after its entry.
+func parseMetaFields(fields string) (metaEntry, error) {
+	var m metaEntry
+	var err error
+	if strings.HasPrefix(fields, "key=") {
+		if m.owner, fields, err = metaOwner(fields); err != nil {
+			return m, err
+		}
+	}
+	if m.scopes, fields, err = cutScopes(fields); err != nil {
+		return m, err
+	}
+	if m.scopes != nil {
+		v, rest, _ := strings.Cut(fields, " ")
+		exp, ok := strings.CutPrefix(v, "expires=")
+		if m.exp, err = strconv.ParseInt(exp, 10, 64); !ok || err != nil || m.exp <= 0 {
+			return m, errors.New("scopes= must be followed by expires=<unix time>")
+		}
+		fields = rest
+	}
+	if m.owner == "" && m.scopes == nil {
+		return m, errors.New("neither key= nor scopes=")
+	}
+	m.info, err = parseInfo(fields)
+	return m, err
+}
+
+// metaOwner parses a metadata line's field key="<name>" and returns the
+// fields after it.
 func metaOwner(fields string) (owner, rest string, err error) {
 	v, ok := strings.CutPrefix(fields, "key=")
 	if !ok {
@@ -138,7 +201,7 @@ func metaOwner(fields string) (owner, rest string, err error) {
 	return owner, strings.TrimPrefix(v[len(q):], " "), CheckOwnerName(owner)
 }
 
-// A grant's details follow its owner, in the journal and the metadata
+// A grant's details follow its owner (and scopes), in the journal and the metadata
 // file alike, as space-separated fields, each absent when unknown:
 //
 //	created=<unix seconds> renewed=<unix seconds> client=<address>

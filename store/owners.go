@@ -178,11 +178,11 @@ func (s *Store) soonest(eligible func(ownerID) bool, skip map[entryKey]bool) (ke
 func (s *Store) rebuildHeaps() {
 	o := &s.w.own
 	clear(o.held)
-	s.idx.each(func(k entryKey, _ int64) { o.held[o.of[k].owner]++ })
+	s.eachEntry(func(k entryKey, _ int64) { o.held[o.of[k].owner]++ })
 	for i := range o.heaps {
 		o.heaps[i] = make(expiryHeap, 0, o.held[i])
 	}
-	s.idx.each(func(k entryKey, exp int64) {
+	s.eachEntry(func(k entryKey, exp int64) {
 		id := o.of[k].owner
 		o.heaps[id] = append(o.heaps[id], keyExp{k, exp})
 	})

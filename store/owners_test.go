@@ -184,7 +184,7 @@ func TestCorruptMetadataStopsOpen(t *testing.T) {
 func TestJournalOwnerField(t *testing.T) {
 	p := mustPrefix(t, "203.0.113.7")
 	for _, owner := range []string{"", "phone", "two words", `quote"d`, "ünï", "line\nbreak"} {
-		line := appendRecord(nil, opSet, p, 1795319276, owner, grantInfo{})
+		line := appendRecord(nil, opSet, p, 1795319276, nil, owner, grantInfo{})
 		rec, err := parseRecord(line[:len(line)-1])
 		if err != nil || rec.owner != owner || rec.exp != 1795319276 || rec.prefix != p {
 			t.Errorf("owner %q: %+v, %v", owner, rec, err)
@@ -194,7 +194,7 @@ func TestJournalOwnerField(t *testing.T) {
 		}
 	}
 	// A record of a journal without owners reads as the unknown owner.
-	if rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 5, "", grantInfo{})), "\n"))); err != nil || rec.owner != "" {
+	if rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 5, nil, "", grantInfo{})), "\n"))); err != nil || rec.owner != "" {
 		t.Errorf("record without owner: %+v, %v", rec, err)
 	}
 	if _, err := grantAs(t, newEnv(t).open(), "10.0.0.1", t0+10, GrantOptions{Owner: strings.Repeat("x", maxOwnerName+1)}); !errors.Is(err, ErrInvalid) {
@@ -290,11 +290,11 @@ func TestGrantDetailsFields(t *testing.T) {
 		}
 	}
 	p := netip.MustParsePrefix("10.0.0.1/32")
-	rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, "my phone", g)), "\n")))
+	rec, err := parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, nil, "my phone", g)), "\n")))
 	if err != nil || rec.owner != "my phone" || rec.info != g || rec.exp != 9 {
 		t.Fatalf("record round trip: %+v, %v", rec, err)
 	}
-	rec, err = parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, "", g)), "\n")))
+	rec, err = parseRecord([]byte(strings.TrimSuffix(string(appendRecord(nil, opSet, p, 9, nil, "", g)), "\n")))
 	if err != nil || rec.owner != "" || rec.info != g {
 		t.Fatalf("record without owner: %+v, %v", rec, err)
 	}

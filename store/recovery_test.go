@@ -122,12 +122,12 @@ func TestJournalRecordWithValidChecksumButBadContent(t *testing.T) {
 }
 
 func TestJournalRecordFormat(t *testing.T) {
-	rec := string(appendRecord(nil, '+', netip.MustParsePrefix("203.0.113.7/32"), 1795319276, "", grantInfo{}))
+	rec := string(appendRecord(nil, '+', netip.MustParsePrefix("203.0.113.7/32"), 1795319276, nil, "", grantInfo{}))
 	body := "+ 203.0.113.7 1795319276"
 	if want := fmt.Sprintf("%08x %s\n", crc32c(body), body); rec != want {
 		t.Errorf("record %q, want %q", rec, want)
 	}
-	rec = string(appendRecord(nil, '-', netip.MustParsePrefix("2001:db8::/64"), 0, "", grantInfo{}))
+	rec = string(appendRecord(nil, '-', netip.MustParsePrefix("2001:db8::/64"), 0, nil, "", grantInfo{}))
 	if !strings.HasSuffix(rec, " - 2001:db8::/64\n") {
 		t.Errorf("delete record %q", rec)
 	}
@@ -255,8 +255,8 @@ func TestWriteFailureLeavesMemoryUnchanged(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Grant on a full disk = %v, want ENOSPC", err)
 	}
-	if ok, err := s.Revoke(mustPrefix(t, "1.1.1.1")); ok || !errors.Is(err, syscall.ENOSPC) {
-		t.Errorf("Revoke on a full disk = %v, %v", ok, err)
+	if n, err := s.Revoke(mustPrefix(t, "1.1.1.1")); n != 0 || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Revoke on a full disk = %v, %v", n, err)
 	}
 	if s.Len() != 1 || s.Allowed(netip.MustParseAddr("2.2.2.2"), t0) || !s.Allowed(netip.MustParseAddr("1.1.1.1"), t0) {
 		t.Error("memory changed by a failed batch")
@@ -450,7 +450,7 @@ func TestHeapCompactsUnderRegrants(t *testing.T) {
 	// The heap still orders correctly: a new entry evicts the soonest.
 	soonest := slices.MinFunc(s.Entries(t0), func(a, b Entry) int { return int(a.Expires - b.Expires) })
 	r := mustGrant(t, s, "10.9.9.9", t0+99999)
-	if len(r.Evicted) != 1 || r.Evicted[0] != soonest {
+	if len(r.Evicted) != 1 || r.Evicted[0].Prefix != soonest.Prefix || r.Evicted[0].Expires != soonest.Expires {
 		t.Errorf("evicted %v, want %v", r.Evicted, soonest)
 	}
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +33,11 @@ type Entry struct {
 	// Zero when unknown: only grants with an owner record them.
 	Created, Renewed int64
 	Client           netip.Addr
+	// Scopes limits the entry to these access scopes (sorted, distinct);
+	// nil for a full-access entry. Entries of one prefix with different
+	// scope sets are different entries. The slice is shared: callers must
+	// not modify it.
+	Scopes []string
 }
 
 // Options configure Open.
@@ -87,9 +91,11 @@ type Store struct {
 	now         func() time.Time
 	observeSync func(time.Duration) // nil: not observed
 
-	idx   index
-	count atomic.Int64 // entries in idx, expired-not-swept included
-	subs  subscribers
+	idx    index                      // full-access entries (scope set 0)
+	scoped atomic.Pointer[scopeTable] // every scope set's index (scopes.go)
+	sets   scopeSets                  // writer-only
+	count  atomic.Int64               // entries of all sets, expired-not-swept included
+	subs   subscribers
 
 	maxEntries atomic.Int64
 	probe      struct {
@@ -200,6 +206,7 @@ func Open(opts Options) (*Store, error) {
 	s.maxEntries.Store(int64(opts.MaxEntries))
 	s.interval.Store(int64(opts.CleanupInterval))
 	s.idx.seed = newIndexSeed()
+	s.initScopes()
 	s.w.compactDone = make(chan compactResult, 1)
 	s.w.minCompact = minCompactSize
 	s.w.overlay = make(map[entryKey]overlayState)
@@ -263,61 +270,70 @@ func (s *Store) SetCleanupInterval(cleanupInterval time.Duration) {
 	}
 }
 
-// Allowed reports whether an entry covering ip is active at now (unix
-// seconds, now < Expires). It is the hot path: in memory, allocation-free,
+// Allowed reports whether a full-access entry covering ip is active at now
+// (unix seconds, now < Expires); entries limited to scopes never count
+// here (see AllowedIn). It is the hot path: in memory, allocation-free,
 // and its cost depends only on how many distinct prefix lengths are in use,
 // not on the number of entries. An IPv4-mapped IPv6 address is treated as
 // the IPv4 address; invalid and zoned addresses are never allowed.
-func (s *Store) Allowed(ip netip.Addr, now int64) bool {
-	if ip.Is4() {
-		b := ip.As4()
-		_, _, ok := s.idx.best4(binary.BigEndian.Uint32(b[:]), now, true)
-		return ok
+func (s *Store) Allowed(ip netip.Addr, now int64) bool { return s.idx.allowed(ip, now) }
+
+// AllowedIn reports whether an entry active at now admits ip to scope: a
+// full-access entry, or one whose scopes include scope. AllowedIn(ip, "",
+// now) is Allowed. It does not allocate; beyond Allowed's cost it probes
+// the entries of each scope set containing scope the same way.
+func (s *Store) AllowedIn(ip netip.Addr, scope string, now int64) bool {
+	if s.idx.allowed(ip, now) {
+		return true
 	}
-	if !ip.Is6() || ip.Zone() != "" {
+	if scope == "" {
 		return false
 	}
-	if ip.Is4In6() {
-		return s.Allowed(ip.Unmap(), now)
+	for _, x := range s.setTable().byName[scope] {
+		if x.allowed(ip, now) {
+			return true
+		}
 	}
-	b := ip.As16()
-	_, _, ok := s.idx.best6(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), now, true)
-	return ok
+	return false
 }
 
-// Match returns the active entry covering ip with the latest expiry, with
-// the same address rules and cost bound as Allowed.
+// Match returns the active full-access entry covering ip with the latest
+// expiry (the longest prefix on ties), with the same address rules and cost
+// bound as Allowed.
 func (s *Store) Match(ip netip.Addr, now int64) (Entry, bool) {
-	var (
-		exp    int64
-		length int
-		ok     bool
-	)
-	switch {
-	case ip.Zone() != "":
-	case ip.Is4() || ip.Is4In6():
-		ip = ip.Unmap()
-		b := ip.As4()
-		exp, length, ok = s.idx.best4(binary.BigEndian.Uint32(b[:]), now, false)
-	case ip.Is6():
-		b := ip.As16()
-		exp, length, ok = s.idx.best6(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), now, false)
-	}
-	if !ok {
-		return Entry{}, false
-	}
-	p, _ := ip.Prefix(length)
-	return Entry{Prefix: p, Expires: exp}, true
+	p, exp, ok := s.idx.match(ip, now)
+	return Entry{Prefix: p, Expires: exp}, ok
 }
 
-// Entries returns all entries active at now, in no particular order.
+// MatchIn is Match among the entries that admit ip to scope (see
+// AllowedIn); on equal expiry and length a full-access entry wins.
+func (s *Store) MatchIn(ip netip.Addr, scope string, now int64) (Entry, bool) {
+	best, ok := s.Match(ip, now)
+	if scope == "" {
+		return best, ok
+	}
+	t := s.setTable()
+	for _, x := range t.byName[scope] {
+		p, exp, found := x.match(ip, now)
+		if found && (!ok || exp > best.Expires || exp == best.Expires && p.Bits() > best.Prefix.Bits()) {
+			best, ok = Entry{Prefix: p, Expires: exp, Scopes: t.sets[x.scopeSet]}, true
+		}
+	}
+	return best, ok
+}
+
+// Entries returns all entries active at now, of every scope set, in no
+// particular order.
 func (s *Store) Entries(now int64) []Entry {
 	out := make([]Entry, 0, s.count.Load())
-	s.idx.each(func(k entryKey, exp int64) {
-		if now < exp {
-			out = append(out, Entry{Prefix: k.prefix(), Expires: exp})
-		}
-	})
+	t := s.setTable()
+	for _, x := range t.idx {
+		x.each(func(k entryKey, exp int64) {
+			if now < exp {
+				out = append(out, Entry{Prefix: k.prefix(), Expires: exp, Scopes: t.sets[k.set]})
+			}
+		})
+	}
 	return out
 }
 
@@ -328,10 +344,10 @@ func (s *Store) Grants(now int64) ([]Entry, error) {
 	var out []Entry
 	err := s.submit(&request{kind: reqExec, fn: func() {
 		out = make([]Entry, 0, s.Len())
-		s.idx.each(func(k entryKey, exp int64) {
+		s.eachEntry(func(k entryKey, exp int64) {
 			if now < exp {
-				e := Entry{Prefix: k.prefix(), Expires: exp}
-				s.w.own.fill(&e, s.w.own.of[k])
+				e := Entry{Prefix: k.prefix(), Expires: exp, Scopes: s.setScopes(k.set)}
+				s.w.own.fill(&e, s.w.own.of[k]) // committed, as the index is
 				out = append(out, e)
 			}
 		})
@@ -343,8 +359,8 @@ func (s *Store) Grants(now int64) ([]Entry, error) {
 // sweeper has not removed yet.
 func (s *Store) Len() int { return int(s.count.Load()) }
 
-// Grant sets the expiry of p (a canonical prefix, see CanonicalPrefix),
-// adding it if new; the last grant wins even if it shortens the expiry. A
+// Grant sets the expiry of p's full-access entry (p a canonical prefix,
+// see CanonicalPrefix), adding it if new; the last grant wins even if it shortens the expiry. A
 // new entry beyond MaxEntries first evicts the soonest-expiring other
 // entries of no owner; the entry being granted is never evicted. When
 // Grant returns nil the change is on disk (fsynced) and visible to Allowed.
@@ -372,6 +388,11 @@ type GrantOptions struct {
 	// soonest-expiring goes first; when none is left, GrantWith fails with
 	// ErrFull and changes nothing.
 	MayEvict func(owner string) bool
+	// Scopes limits the grant to these access scopes (see CheckScopes;
+	// nil: full access). The grant is the entry of p and this scope set:
+	// it renews an entry of p with the same set and leaves p's entries of
+	// other sets alone.
+	Scopes []string
 }
 
 // GrantWith is Grant with options.
@@ -388,24 +409,29 @@ func (s *Store) GrantWith(p netip.Prefix, expires int64, opts GrantOptions) (Gra
 	if err := CheckOwnerName(opts.Owner); err != nil {
 		return GrantResult{}, err
 	}
+	scopes, err := CheckScopes(opts.Scopes)
+	if err != nil {
+		return GrantResult{}, err
+	}
 	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries,
-		owner: opts.Owner, client: opts.Client, maxOwned: opts.MaxOwned, mayEvict: opts.MayEvict}
+		owner: opts.Owner, client: opts.Client, maxOwned: opts.MaxOwned, mayEvict: opts.MayEvict, scopes: scopes}
 	if err := s.submit(r); err != nil {
 		return GrantResult{}, err
 	}
 	return r.result, nil
 }
 
-// Revoke removes p durably and reports whether it was present.
-func (s *Store) Revoke(p netip.Prefix) (bool, error) {
+// Revoke removes every entry of p, of every scope set, durably, and
+// returns how many it removed.
+func (s *Store) Revoke(p netip.Prefix) (int, error) {
 	if err := CanonicalPrefix(p); err != nil {
-		return false, err
+		return 0, err
 	}
 	r := &request{kind: reqRevoke, prefix: p, key: keyOf(p)}
 	if err := s.submit(r); err != nil {
-		return false, err
+		return 0, err
 	}
-	return r.existed, nil
+	return len(r.revoked), nil
 }
 
 // RevokeOwner removes every entry owner holds, durably, in one write, and

@@ -91,11 +91,11 @@ func TestEventsAndResults(t *testing.T) {
 	}
 	mustGrant(t, s, "1.2.3.4", t0+50) // last knock wins, even if earlier
 	mustGrant(t, s, "2001:db8::/64", t0+10)
-	if ok, err := s.Revoke(mustPrefix(t, "1.2.3.4")); !ok || err != nil {
-		t.Errorf("Revoke = %v, %v", ok, err)
+	if n, err := s.Revoke(mustPrefix(t, "1.2.3.4")); n != 1 || err != nil {
+		t.Errorf("Revoke = %v, %v", n, err)
 	}
-	if ok, err := s.Revoke(mustPrefix(t, "1.2.3.4")); ok || err != nil {
-		t.Errorf("second Revoke = %v, %v; want false, nil", ok, err)
+	if n, err := s.Revoke(mustPrefix(t, "1.2.3.4")); n != 0 || err != nil {
+		t.Errorf("second Revoke = %v, %v; want 0, nil", n, err)
 	}
 	mustGrant(t, s, "9.9.9.9", t0+20)
 	e.clock.Advance(20)

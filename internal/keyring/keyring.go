@@ -34,7 +34,8 @@ type Spec struct {
 	MaxTTL      time.Duration
 	AllowRemote bool
 	MaxGrants   int
-	IPv6Prefix  *int // ipv6_prefix (the key's, else the app's); nil: 128
+	IPv6Prefix  *int     // ipv6_prefix (the key's, else the app's); nil: 128
+	Scopes      []string // nil: full access
 }
 
 // Key is a provisioned key: only a digest of the secret is kept, so that
@@ -45,7 +46,10 @@ type Key struct {
 	AllowRemote bool  // may whitelist any IP or CIDR
 	MaxGrants   int   // 0: no bound but the whitelist's
 	IPv6Prefix  int   // an own-address IPv6 knock grants this network (128: the address)
-	digest      [sha256.Size]byte
+	// Scopes limits the key's grants to gates of these scopes, canonical
+	// (sorted, no duplicates); nil: full access.
+	Scopes []string
+	digest [sha256.Size]byte
 }
 
 // Ring is the configured keys.
@@ -113,12 +117,22 @@ func New(keys []Spec, resolve func(string) (string, error)) (Ring, []string, err
 				return nil, nil, fmt.Errorf("key %q: ipv6_prefix: %v", k.Name, err)
 			}
 		}
+		var scopes []string
+		if k.Scopes != nil {
+			if scopes, err = store.CheckScopes(k.Scopes); err != nil || len(scopes) == 0 {
+				if err == nil {
+					err = errors.New("list at least one scope, or leave scopes out for full access")
+				}
+				return nil, nil, fmt.Errorf("key %q: scopes: %v", k.Name, err)
+			}
+		}
 		ring = append(ring, Key{
 			Name:        k.Name,
 			MaxTTL:      min(ttl, knockapi.MaxTTL),
 			AllowRemote: k.AllowRemote,
 			MaxGrants:   k.MaxGrants,
 			IPv6Prefix:  v6bits,
+			Scopes:      scopes,
 			digest:      digest,
 		})
 	}
