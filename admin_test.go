@@ -185,7 +185,7 @@ func TestAdminAPIImportedGrant(t *testing.T) {
 	startCaddyIn(t, dir, "", defaultSite)
 	r := admin(t, "GET", "/knocker/grants", "")
 	want := fmt.Sprintf(`[{"entry":"198.51.100.0/24","expires_at":%d,"expires_in_seconds":`, exp)
-	if r.Status != 200 || !strings.HasPrefix(r.Body, want) || !strings.HasSuffix(strings.TrimSpace(r.Body), `"key":null,"created_at":null,"renewed_at":null,"client_ip":null}]`) {
+	if r.Status != 200 || !strings.HasPrefix(r.Body, want) || !strings.HasSuffix(strings.TrimSpace(r.Body), `"key":null,"created_at":null,"renewed_at":null,"client_ip":null,"scopes":null}]`) {
 		t.Fatalf("imported grant: %d %s", r.Status, r.Body)
 	}
 }

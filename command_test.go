@@ -46,9 +46,9 @@ func TestKnockerCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !regexp.MustCompile(`^ENTRY\s+KEY\s+EXPIRES IN\s+CREATED\s+CLIENT IP$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^192\.0\.2\.0/24\s+admin-api\s+10m0s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+-$`).MatchString(lines[1]) ||
-		!regexp.MustCompile(`^203\.0\.113\.30\s+phone\s+4h0m0s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+203\.0\.113\.30$`).MatchString(lines[2]) {
+	if len(lines) != 3 || !regexp.MustCompile(`^ENTRY\s+KEY\s+SCOPES\s+EXPIRES IN\s+CREATED\s+CLIENT IP$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^192\.0\.2\.0/24\s+admin-api\s+all\s+10m0s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+-$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^203\.0\.113\.30\s+phone\s+all\s+4h0m0s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+203\.0\.113\.30$`).MatchString(lines[2]) {
 		t.Fatalf("grants table:\n%s", out)
 	}
 	out, err = runKnockerCommand(t, grantsCommand(), "--key", "phone", "--json")

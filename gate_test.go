@@ -35,7 +35,9 @@ func newBenchGate(b testing.TB) *Gate {
 	}
 	app := &App{run: new(appState)}
 	app.run.st.Store(s)
-	return &Gate{app: app, DenyStatus: http.StatusUnauthorized, logger: zap.NewNop(), errorRoutes: true}
+	g := &Gate{app: app, DenyStatus: http.StatusUnauthorized, logger: zap.NewNop(), errorRoutes: true}
+	g.provisionOutcomes()
+	return g
 }
 
 // gateRequest is a request as Caddy hands it to handlers: client IP resolved
