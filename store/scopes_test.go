@@ -24,16 +24,7 @@ func grantString(e Entry) string {
 // grantStrings returns every active grant of s, sorted.
 func grantStrings(t *testing.T, s *Store, now int64) []string {
 	t.Helper()
-	es, err := s.Grants(now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, grantString(e))
-	}
-	slices.Sort(out)
-	return out
+	return showGrants(t, s, now, grantString)
 }
 
 func TestCheckScopes(t *testing.T) {
