@@ -136,14 +136,28 @@ func probes(n int, cidr, hit bool, distinct int) []netip.Addr {
 // takes a moment); TestMain closes them.
 var benchStores struct {
 	sync.Mutex
-	byN  map[int]*Store
+	byN  map[benchKind]*Store
 	dirs []string
 }
 
-func benchStore(b *testing.B, n int) *Store {
+type benchKind struct {
+	n      int
+	scoped bool // see benchScopedStore
+}
+
+func benchStore(b *testing.B, n int) *Store { return openBenchStore(b, benchKind{n, false}) }
+
+// benchScopedStore is benchStore with half of the entries limited to
+// scopes: of entry i%4, 0 and 2 are full-access, 1 has the set {media}
+// and 3 the set {games, media}.
+func benchScopedStore(b *testing.B, n int) *Store { return openBenchStore(b, benchKind{n, true}) }
+
+var benchSets = [][]string{nil, {"media"}, nil, {"games", "media"}}
+
+func openBenchStore(b *testing.B, kind benchKind) *Store {
 	benchStores.Lock()
 	defer benchStores.Unlock()
-	if s := benchStores.byN[n]; s != nil {
+	if s := benchStores.byN[kind]; s != nil {
 		return s
 	}
 	dir, err := os.MkdirTemp("", "store-bench")
@@ -155,11 +169,15 @@ func benchStore(b *testing.B, n int) *Store {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s.bulkLoad(n, mixedEntry)
-	if benchStores.byN == nil {
-		benchStores.byN = map[int]*Store{}
+	var setOf func(i int) []string
+	if kind.scoped {
+		setOf = func(i int) []string { return benchSets[i%4] }
 	}
-	benchStores.byN[n] = s
+	s.bulkLoadIn(kind.n, setOf, mixedEntry)
+	if benchStores.byN == nil {
+		benchStores.byN = map[benchKind]*Store{}
+	}
+	benchStores.byN[kind] = s
 	return s
 }
 
@@ -212,6 +230,62 @@ func BenchmarkAllowed(b *testing.B) {
 									return
 								}
 								i++
+							}
+						})
+					})
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkAllowedIn is BenchmarkAllowed for a gate of scope media on a
+// whitelist where half of the entries are limited to scopes (see
+// benchScopedStore): a hit is a full-access entry found first, or a miss
+// in the full-access entries and a hit in a scoped set's; a miss probes
+// the full-access entries and both sets containing media.
+func BenchmarkAllowedIn(b *testing.B) {
+	for _, kind := range []string{"exact", "cidr"} {
+		for _, outcome := range []string{"hit", "miss"} {
+			for _, size := range []struct {
+				name string
+				n    int
+			}{{"1k", 1_000}, {"1M", 1_000_000}} {
+				for _, mode := range []string{"serial", "parallel"} {
+					b.Run(fmt.Sprintf("%s/%s/%s/%s", kind, outcome, size.name, mode), func(b *testing.B) {
+						s := benchScopedStore(b, size.n)
+						ips := probes(size.n, kind == "cidr", outcome == "hit", 0)
+						hit := outcome == "hit"
+						const mask = 1<<16 - 1
+						scoped := 0
+						for _, ip := range ips[:64] {
+							if s.AllowedIn(ip, "media", t0) != hit {
+								b.Fatalf("AllowedIn(%s, media) = %v, want %v", ip, !hit, hit)
+							}
+							if hit && !s.Allowed(ip, t0) {
+								scoped++
+							}
+						}
+						if hit && (scoped == 0 || scoped == 64) {
+							b.Fatalf("%d of 64 hits are scoped grants, want a mix", scoped)
+						}
+						b.ReportAllocs()
+						b.ResetTimer()
+						if mode == "serial" {
+							for i := 0; b.Loop(); i++ {
+								if s.AllowedIn(ips[i&mask], "media", t0) != hit {
+									b.Fatal("wrong answer")
+								}
+							}
+							return
+						}
+						var seed atomic.Int64
+						b.RunParallel(func(pb *testing.PB) {
+							for i := int(seed.Add(7919)); pb.Next(); i++ {
+								if s.AllowedIn(ips[i&mask], "media", t0) != hit {
+									b.Error("wrong answer")
+									return
+								}
 							}
 						})
 					})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,35 @@ func FuzzParseEntryKey(f *testing.F) {
 		}
 		if keyOf(p).prefix() != p {
 			t.Fatalf("keyOf(%v) does not round-trip", p)
+		}
+	})
+}
+
+// FuzzParseRecord checks that a journal record the parser accepts is
+// written back the same way and reads back the same, scopes canonical.
+func FuzzParseRecord(f *testing.F) {
+	for _, body := range []string{
+		`+ 203.0.113.7 1795319276`,
+		`+ 10.0.0.0/8 1795319276 "kid" scopes=games,media created=5 renewed=7 client=2001:db8::1`,
+		`+ 2001:db8::/64 9 scopes=a`,
+		`- 203.0.113.7 scopes=media`,
+		`- 2001:db8::1`,
+	} {
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		rec, err := parseRecord(recordLine(body))
+		if err != nil {
+			return
+		}
+		if set, err := CheckScopes(rec.scopes); err != nil || !slices.Equal(set, rec.scopes) {
+			t.Fatalf("%q: scopes %q are not a canonical set", body, rec.scopes)
+		}
+		line := appendRecord(nil, rec.op, rec.prefix, rec.exp, rec.scopes, rec.owner, rec.info)
+		again, err := parseRecord(line[:len(line)-1])
+		if err != nil || again.op != rec.op || again.prefix != rec.prefix || again.exp != rec.exp ||
+			!slices.Equal(again.scopes, rec.scopes) || again.owner != rec.owner || again.info != rec.info {
+			t.Fatalf("%q: written as %q, read back as %+v, %v; want %+v", body, line, again, err, rec)
 		}
 	})
 }

@@ -85,17 +85,26 @@ func (s *Store) exec(fn func()) {
 // way a grant's apply step would (index + heap). For benchmarks and memory
 // measurements that need a million entries.
 func (s *Store) bulkLoad(n int, gen func(i int) (netip.Prefix, int64)) {
+	s.bulkLoadIn(n, nil, gen)
+}
+
+// bulkLoadIn is bulkLoad with entry i in the scope set setOf(i) (a
+// canonical set; nil: full access), or all full-access if setOf is nil.
+func (s *Store) bulkLoadIn(n int, setOf func(i int) []string, gen func(i int) (netip.Prefix, int64)) {
 	s.exec(func() {
 		for i := range n {
 			p, exp := gen(i)
 			k := keyOf(p)
-			if s.idx.set(k, exp) {
+			if setOf != nil {
+				k.set = s.internSet(setOf(i))
+			}
+			if s.indexOf(k).set(k, exp) {
 				s.count.Add(1)
 				s.w.own.held[noOwner]++
 			}
 			s.w.own.heaps[noOwner].push(keyExp{k, exp})
 		}
-		s.idx.publishProbes()
+		s.publishProbes()
 	})
 }
 

@@ -13,6 +13,14 @@ func TestShardIsOneCacheLine(t *testing.T) {
 	}
 }
 
+// The scope set id sits in entryKey's padding: heaps and overlays of a
+// million entries do not grow for it (on 64-bit platforms).
+func TestEntryKeySize(t *testing.T) {
+	if n, want := unsafe.Sizeof(entryKey{}), 2*unsafe.Sizeof(uint64(0))+8; n != want {
+		t.Errorf("entryKey is %d bytes, want %d", n, want)
+	}
+}
+
 func TestAllowed(t *testing.T) {
 	e := newEnv(t)
 	s := e.open()

@@ -28,13 +28,19 @@ func mustGrantAs(t *testing.T, s *Store, key string, exp int64, opts GrantOption
 // owners returns "entry=owner" for every active entry, sorted.
 func ownersOf(t *testing.T, s *Store, now int64) []string {
 	t.Helper()
+	return showGrants(t, s, now, func(e Entry) string { return FormatPrefix(e.Prefix) + "=" + e.Owner })
+}
+
+// showGrants returns every grant active at now as show shows it, sorted.
+func showGrants(t *testing.T, s *Store, now int64, show func(Entry) string) []string {
+	t.Helper()
 	es, err := s.Grants(now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, e := range es {
-		out = append(out, FormatPrefix(e.Prefix)+"="+e.Owner)
+		out = append(out, show(e))
 	}
 	slices.Sort(out)
 	return out
