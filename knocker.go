@@ -289,10 +289,18 @@ func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key, client neti
 	})
 }
 
-// match returns the active full-access grant covering ip with the latest
-// expiry.
-func (a *App) match(ip netip.Addr, now int64) (store.Entry, bool, error) {
-	return a.matchIn(ip, "", now)
+// holding returns the active grant covering ip with the latest expiry,
+// whatever its scopes, or, for a scope, the one admitting ip to it.
+func (a *App) holding(ip netip.Addr, scope string, now int64) (store.Entry, bool, error) {
+	if scope != "" {
+		return a.matchIn(ip, scope, now)
+	}
+	s, err := a.openStore()
+	if err != nil {
+		return store.Entry{}, false, err
+	}
+	e, ok := s.MatchAny(ip, now)
+	return e, ok, nil
 }
 
 // matchIn returns the active grant admitting ip to scope with the latest

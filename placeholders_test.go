@@ -26,7 +26,7 @@ func TestGatePlaceholdersWithoutCaddy(t *testing.T) {
 	g := newBenchGate(t) // 203.0.113.7 granted for an hour
 	t0 := time.Now().Truncate(time.Second)
 	freezeClock(t, t0)
-	e, _, err := g.app.match(netip.MustParseAddr("203.0.113.7"), t0.Unix())
+	e, _, err := g.app.matchIn(netip.MustParseAddr("203.0.113.7"), "", t0.Unix())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,6 +145,33 @@ func TestScopeMatrix(t *testing.T) {
 		t.Errorf("shared address after the revocation reaches %s\nwant %s", got, want)
 	}
 
+	// /knock/status shows a client what it holds, scoped or not; with
+	// ?scope= what admits it there. A full-access grant's body is the
+	// original's, without scopes.
+	for _, tc := range []struct {
+		client, query string
+		whitelisted   bool
+		scopes        any
+	}{
+		{friend, "", true, []any{"media"}},
+		{friend, "?scope=media", true, []any{"media"}},
+		{friend, "?scope=games", false, nil},
+		{gamer, "", true, []any{"games", "media"}},
+		{full, "", true, nil},
+		{full, "?scope=games", true, nil},
+		{nobody, "", false, nil},
+	} {
+		r := h.do(request{path: "/knock/status" + tc.query, client: tc.client})
+		m := r.json(t)
+		scopes, has := m["scopes"]
+		if r.status != 200 || m["whitelisted"] != tc.whitelisted || fmt.Sprint(scopes) != fmt.Sprint(tc.scopes) || tc.scopes == nil && has {
+			t.Errorf("/knock/status%s for %s: %d %s, want whitelisted %v, scopes %v", tc.query, tc.client, r.status, r.body, tc.whitelisted, tc.scopes)
+		}
+	}
+	if r := h.do(request{path: "/knock/status?scope=Media", client: friend}); r.status != http.StatusBadRequest {
+		t.Errorf("/knock/status?scope=Media: %d %s, want 400", r.status, r.body)
+	}
+
 	// A malformed scope asked of /verify is the proxy's misconfiguration.
 	for _, q := range []string{"scope=Media", "scope=", "scope=a%20b", "scope=media&scope=games"} {
 		if r := h.do(request{path: "/verify?" + q, client: full}); r.status != http.StatusBadRequest {

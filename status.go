@@ -9,7 +9,10 @@ import (
 	"github.com/caddy-knocker/knocker/store"
 )
 
-// serveStatus answers GET /knock/status for the caller's own address.
+// serveStatus answers GET /knock/status for the caller's own address: its
+// grant with the latest expiry, scoped or not (a client with a scoped key
+// must see its grant, or it would knock again and again), or with
+// ?scope=<name> the grant that admits it to that scope.
 // It sends no CORS header: the web app is same-origin, and another site must
 // not read a visitor's address and grant.
 func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -26,15 +29,21 @@ func (k *Knock) serveStatus(w http.ResponseWriter, r *http.Request) {
 		knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, knockapi.MsgNoClientIP))
 		return
 	}
+	scope, err := verifyScope(r)
+	if err != nil {
+		knockapi.WriteError(w, knockapi.NewError(http.StatusBadRequest, err.Error()))
+		return
+	}
 	resp := knockapi.StatusResponse{IP: ip.String()}
 	ts := now().Unix()
-	if entry, found, err := k.app.match(ip, ts); err != nil {
+	if entry, found, err := k.app.holding(ip, scope, ts); err != nil {
 		k.logger.Error("status lookup failed", zap.Error(err))
 		knockapi.WriteError(w, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgUnavailable))
 		return
 	} else if found {
 		name, in := store.FormatPrefix(entry.Prefix), entry.Expires-ts
 		resp.Whitelisted, resp.Entry, resp.ExpiresAt, resp.ExpiresInSeconds = true, &name, &entry.Expires, &in
+		resp.Scopes = entry.Scopes
 	}
 	knockapi.WriteJSON(w, http.StatusOK, resp)
 }

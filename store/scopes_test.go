@@ -187,10 +187,29 @@ func TestAllowedInMatrix(t *testing.T) {
 	if m, _ := s.Match(ip, now); grantString(m) != "10.1.0.0/24[] 50 " {
 		t.Errorf("Match(10.1.0.9) = %s, want only the full network grant", grantString(m))
 	}
+	// MatchAny: whatever admits, scoped or not.
+	for ipText, want := range map[string]string{
+		"10.1.0.9":    "10.1.0.9[media] 200 ",
+		"10.0.0.3":    "10.0.0.3[games,media] 100 ",
+		"10.1.0.1":    "10.1.0.0/24[] 50 ",
+		"2001:db8::7": "2001:db8::/64[games] 100 ",
+	} {
+		if m, ok := s.MatchAny(netip.MustParseAddr(ipText), now); !ok || grantString(m) != want {
+			t.Errorf("MatchAny(%s) = %s %v, want %s", ipText, grantString(m), ok, want)
+		}
+	}
+	for _, ipText := range []string{"10.0.0.4", "10.0.0.9", "2001:db8:1::7"} {
+		if m, ok := s.MatchAny(netip.MustParseAddr(ipText), now); ok {
+			t.Errorf("MatchAny(%s) = %s, want nothing", ipText, grantString(m))
+		}
+	}
 	// On equal expiry and length, the full grant wins.
 	grantIn(t, s, "10.0.0.2", t0+100, "")
 	if m, _ := s.MatchIn(netip.MustParseAddr("10.0.0.2"), "media", now); m.Scopes != nil {
 		t.Errorf("MatchIn with a full and a scoped grant of one expiry = %s, want the full one", grantString(m))
+	}
+	if m, _ := s.MatchAny(netip.MustParseAddr("10.0.0.2"), now); m.Scopes != nil {
+		t.Errorf("MatchAny with a full and a scoped grant of one expiry = %s, want the full one", grantString(m))
 	}
 
 	ips := []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("2001:db8::7"), netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("2001:db9::1")}

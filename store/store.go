@@ -322,6 +322,21 @@ func (s *Store) MatchIn(ip netip.Addr, scope string, now int64) (Entry, bool) {
 	return best, ok
 }
 
+// MatchAny is Match among all active entries covering ip, whatever their
+// scopes: what a client holds, for showing it (not a gate's decision). On
+// equal expiry and length a full-access entry wins.
+func (s *Store) MatchAny(ip netip.Addr, now int64) (Entry, bool) {
+	best, ok := s.Match(ip, now)
+	t := s.setTable()
+	for id, x := range t.idx[1:] {
+		p, exp, found := x.match(ip, now)
+		if found && (!ok || exp > best.Expires || exp == best.Expires && p.Bits() > best.Prefix.Bits()) {
+			best, ok = Entry{Prefix: p, Expires: exp, Scopes: t.sets[id+1]}, true
+		}
+	}
+	return best, ok
+}
+
 // Entries returns all entries active at now, of every scope set, in no
 // particular order.
 func (s *Store) Entries(now int64) []Entry {

@@ -39,6 +39,9 @@ type StatusResponse struct {
 	Entry            *string `json:"entry"`              // the grant covering ip, if any
 	ExpiresAt        *int64  `json:"expires_at"`         // null when not whitelisted
 	ExpiresInSeconds *int64  `json:"expires_in_seconds"` // null when not whitelisted
+	// Scopes the grant is limited to; absent for a full-access grant (and
+	// when not whitelisted), so the original clients see the original body.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // HealthResponse is the body of /health and /ready.
