@@ -76,6 +76,20 @@ func TestKnockerCommands(t *testing.T) {
 		t.Fatalf("grant with a bad ttl: %v", err)
 	}
 
+	// A grant limited to scopes opens no unscoped gate, and lists its scopes.
+	if out, err = runKnockerCommand(t, grantCommand(), "198.51.100.7", "--ttl", "10m", "--scopes", "media,games"); err != nil {
+		t.Fatalf("grant --scopes: %q, %v", out, err)
+	}
+	if got := h.gate("198.51.100.7"); got != 401 {
+		t.Fatalf("unscoped gate after a scoped grant: %d, want 401", got)
+	}
+	if out, err = runKnockerCommand(t, grantsCommand()); err != nil || !regexp.MustCompile(`(?m)^198\.51\.100\.7\s+admin-api\s+games,media\s+10m0s`).MatchString(out) {
+		t.Fatalf("grants after a scoped grant: %q, %v", out, err)
+	}
+	if _, err = runKnockerCommand(t, grantCommand(), "198.51.100.8", "--ttl", "10m", "--scopes", "media,Games"); err == nil || !strings.Contains(err.Error(), "scopes") {
+		t.Fatalf("grant with a bad scope: %v", err)
+	}
+
 	out, err = runKnockerCommand(t, keygenCommand(), "--name", "my phone")
 	m := regexp.MustCompile(`^KNOCKER_MY_PHONE_KEY=([0-9a-f]{64})\n\n#[^\n]*\nkey "my phone" \{env\.KNOCKER_MY_PHONE_KEY\} \{`).FindStringSubmatch(out)
 	if err != nil || m == nil {
