@@ -53,6 +53,11 @@ func (m *MatchKnocked) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// AppFrom returns the knocker app of ctx's config, loading it if need be,
+// for modules in other packages that decide with it (the layer4 matcher);
+// it fails when the config has no usable knocker app.
+func AppFrom(ctx caddy.Context) (*App, error) { return knockerApp(ctx) }
+
 // UnmarshalCaddyfile sets up the matcher from Caddyfile tokens. Syntax:
 //
 //	knocked [<scope>]
