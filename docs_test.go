@@ -6,13 +6,14 @@ import (
 	"go/token"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-knocker/knocker/internal/docscheck"
 )
 
 // configReference is the page that must name everything a user can
@@ -31,12 +32,9 @@ var caddyfileSources = []string{"caddyfile.go", "firewalld/caddyfile.go"}
 // TestDocsCoverConfig fails when docs/configuration.md drifts from the code:
 //
 //   - every Caddy module registered by this repository must have a row in
-//     the module table (a table line whose second cell names it as
-//     `module.id`), and that row must name every JSON field of its config
-//     as `field` (walked by reflection through structs, pointers, slices,
-//     arrays and maps; json tag names, "-" skipped; an inline module key
-//     and a guest module namespace from a caddy:"namespace=...
-//     inline_key=..." tag count too);
+//     the module table that names every JSON field of its config (see
+//     docscheck.Modules); the caddy-l4 matcher, which this test binary does
+//     not link, is checked by layer4's own test;
 //   - every Caddyfile directive and subdirective must begin a line in a
 //     ```caddyfile block, i.e. appear in a syntax block.
 func TestDocsCoverConfig(t *testing.T) {
@@ -51,36 +49,14 @@ func TestDocsCoverConfig(t *testing.T) {
 		t.Fatalf("the root package is %s, not %s: update modulePath", p, modulePath)
 	}
 
-	var missing []string
-	var ours []string
-	for _, id := range caddy.Modules() {
-		info, err := caddy.GetModule(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := info.New().(interface{ testOnlyModule() }); ok {
-			continue // registered by a test, never in a build
-		}
-		typ := reflect.TypeOf(info.New())
-		for typ.Kind() == reflect.Pointer {
-			typ = typ.Elem()
-		}
-		if pkg := typ.PkgPath(); pkg != modulePath && !strings.HasPrefix(pkg, modulePath+"/") {
-			continue
-		}
-		ours = append(ours, id)
-		row, ok := moduleRow(doc, id)
-		if !ok {
-			missing = append(missing, "module `"+id+"`: no row of the module table names it in its second cell")
-			continue
-		}
-		for _, name := range jsonNames(typ) {
-			if !row[name] {
-				missing = append(missing, "JSON field `"+name+"` in the module table's row of "+id)
-			}
-		}
+	missing, ours, err := docscheck.Modules(doc, modulePath, func(m caddy.Module) bool {
+		_, testOnly := m.(interface{ testOnlyModule() }) // registered by a test, never in a build
+		return testOnly
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, id := range []string{"knocker", "http.handlers.knock", "http.handlers.knocker"} {
+	for _, id := range []string{"knocker", "http.handlers.knock", "http.handlers.knocker", "http.matchers.knocked"} {
 		if !slices.Contains(ours, id) {
 			t.Fatalf("module %s is not registered, or not found as this repository's (found: %v): the walk is broken", id, ours)
 		}
@@ -108,29 +84,6 @@ func TestDocsCoverConfig(t *testing.T) {
 	}
 }
 
-var inlineCodeRE = regexp.MustCompile("`([^`\n]+)`")
-
-// inlineCode returns the contents of every `code span` of text.
-func inlineCode(text string) map[string]bool {
-	out := map[string]bool{}
-	for _, m := range inlineCodeRE.FindAllStringSubmatch(text, -1) {
-		out[m[1]] = true
-	}
-	return out
-}
-
-// moduleRow returns the code spans of the table line of doc whose second
-// cell has the code span `id`.
-func moduleRow(doc, id string) (map[string]bool, bool) {
-	for _, line := range strings.Split(doc, "\n") {
-		cells := strings.Split(line, "|")
-		if strings.HasPrefix(line, "|") && len(cells) > 3 && inlineCode(cells[2])[id] {
-			return inlineCode(line), true
-		}
-	}
-	return nil, false
-}
-
 // caddyfileLineStarts returns the first word of every line inside a
 // ```caddyfile fenced block of doc.
 func caddyfileLineStarts(doc string) map[string]bool {
@@ -148,58 +101,6 @@ func caddyfileLineStarts(doc string) map[string]bool {
 		}
 	}
 	return out
-}
-
-// jsonNames returns the JSON names of typ's config: its fields' and, below
-// them, those of the structs they hold. Types of other modules (Caddy's)
-// are not walked: their documentation is theirs.
-func jsonNames(typ reflect.Type) []string {
-	seen := map[reflect.Type]bool{}
-	var names []string
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || seen[t] {
-			return
-		}
-		if p := t.PkgPath(); p != "" && p != modulePath && !strings.HasPrefix(p, modulePath+"/") {
-			return
-		}
-		seen[t] = true
-		for i := range t.NumField() {
-			f := t.Field(i)
-			tag := f.Tag.Get("json")
-			if tag == "-" {
-				continue
-			}
-			name, _, _ := strings.Cut(tag, ",")
-			if f.Anonymous && name == "" {
-				// encoding/json promotes the fields of an embedded struct,
-				// and ignores an embedded pointer to an unexported one.
-				if f.Type.Kind() != reflect.Pointer || f.IsExported() {
-					walk(f.Type)
-				}
-				continue
-			}
-			if !f.IsExported() {
-				continue
-			}
-			if name == "" {
-				name = f.Name
-			}
-			names = append(names, name)
-			for _, opt := range strings.Fields(f.Tag.Get("caddy")) {
-				if k, v, ok := strings.Cut(opt, "="); ok && (k == "inline_key" || k == "namespace") && v != "" {
-					names = append(names, v)
-				}
-			}
-			walk(f.Type)
-		}
-	}
-	walk(typ)
-	return names
 }
 
 // caddyfileNames parses file and returns the string literals of its case

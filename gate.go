@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/caddy-knocker/knocker/store"
+	"github.com/caddy-knocker/knocker/internal/scope"
 )
 
 func init() {
@@ -94,11 +94,8 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 
 // checkGateScope reports why scope cannot name a gate's scope ("" is
 // none: full-access grants only).
-func checkGateScope(scope string) error {
-	if scope == "" {
-		return nil
-	}
-	if _, err := store.CheckScopes([]string{scope}); err != nil {
+func checkGateScope(name string) error {
+	if err := scope.Check(name); err != nil {
 		return fmt.Errorf("scope: %w", err)
 	}
 	return nil
