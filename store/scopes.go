@@ -38,16 +38,26 @@ func CheckScopes(scopes []string) ([]string, error) {
 		return nil, nil
 	}
 	for _, sc := range scopes {
-		if !validScope(sc) {
-			return nil, fmt.Errorf("%w: scope %q: want 1 to %d lower-case letters, digits, '_' or '-', starting with a letter or digit", ErrInvalid, sc, maxScopeName)
+		switch {
+		case len(sc) > maxScopeName:
+			return nil, scopeError(fmt.Sprintf("%q is not a scope name: longer than %d characters", sc, maxScopeName))
+		case !validScope(sc):
+			return nil, scopeError(fmt.Sprintf("%q is not a scope name: use lowercase letters, digits, '_' and '-', starting with a letter or digit", sc))
 		}
 	}
 	set := slices.Compact(slices.Sorted(slices.Values(scopes)))
 	if len(set) > maxScopes {
-		return nil, fmt.Errorf("%w: %d scopes, at most %d allowed", ErrInvalid, len(set), maxScopes)
+		return nil, scopeError(fmt.Sprintf("%d scopes, at most %d allowed", len(set), maxScopes))
 	}
 	return slices.Clip(set), nil
 }
+
+// scopeError is a CheckScopes error: it wraps ErrInvalid but reads as the
+// reason alone, since config errors quote it.
+type scopeError string
+
+func (e scopeError) Error() string { return string(e) }
+func (e scopeError) Unwrap() error { return ErrInvalid }
 
 func validScope(sc string) bool {
 	if len(sc) == 0 || len(sc) > maxScopeName {
