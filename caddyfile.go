@@ -153,13 +153,15 @@ func unmarshalKey(d *caddyfile.Dispenser) (APIKey, error) {
 			if key.Scopes != nil {
 				return key, d.Errf("key %q: scopes: specified more than once", key.Name)
 			}
-			key.Scopes = d.RemainingArgs()
-			if len(key.Scopes) == 0 {
+			args := d.RemainingArgs()
+			if len(args) == 0 {
 				return key, d.Errf("key %q: scopes: want scopes <scope>... (leave scopes out for full access)", key.Name)
 			}
-			if _, err := store.CheckScopes(key.Scopes); err != nil {
+			set, err := store.CheckScopes(args)
+			if err != nil {
 				return key, d.Errf("key %q: scopes: %v", key.Name, err)
 			}
+			key.Scopes = set
 		default:
 			return key, d.Errf("key %q: unrecognized option %q", key.Name, opt)
 		}

@@ -141,6 +141,29 @@ func BenchmarkGateServeHTTPBehindProxy(b *testing.B) {
 	}
 }
 
+// BenchmarkGateServeHTTPScoped is BenchmarkGateServeHTTP for a gate with a
+// scope and a client whose grant is limited to that scope: the lookup
+// tries the full-access grants first, then the scope's.
+func BenchmarkGateServeHTTPScoped(b *testing.B) {
+	g := newBenchGate(b)
+	g.Scope = "media"
+	s := g.app.run.st.Load()
+	if _, err := s.GrantWith(netip.MustParsePrefix("203.0.113.8/32"), time.Now().Unix()+3600, store.GrantOptions{Owner: "friend", Scopes: []string{"media"}}); err != nil {
+		b.Fatal(err)
+	}
+	r := gateRequest("203.0.113.8")
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, r, okHandler); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.ServeHTTP(w, r, okHandler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func TestGateDecisionsWithoutCaddy(t *testing.T) {
 	g := newBenchGate(t)
 	if err := g.ServeHTTP(httptest.NewRecorder(), gateRequest("203.0.113.7"), okHandler); err != nil {

@@ -1,6 +1,7 @@
 package knocker
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -177,6 +178,17 @@ func TestScopedRemoteAndOperatorGrants(t *testing.T) {
 		}
 	}
 	check("before the restart")
+	// A config without knocker closes the store. The snapshot, which the
+	// Python Knocker could read, holds no scoped grant: migrating back must
+	// not turn one into a full-access grant.
+	stopKnocker(t)
+	var snapshot map[string]int64
+	if err := json.Unmarshal([]byte(h.readFile("state/whitelist.json")), &snapshot); err != nil || len(snapshot) != 0 {
+		t.Fatalf("snapshot after close: %v (%v), want no entries", snapshot, err)
+	}
+	if meta := h.readFile("state/whitelist.json.meta"); !strings.Contains(meta, "scopes=games") || !strings.Contains(meta, "scopes=media") {
+		t.Fatalf("metadata after close lacks the scoped grants:\n%s", meta)
+	}
 	h = startScoped(t, dir)
 	check("after the restart")
 
