@@ -85,8 +85,10 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 			if _, ok := wanted[s]; ok {
 				continue
 			}
-			if !stored[rule.source] && r.sh.recentlyOpened(rule.source) {
-				continue // a knock in flight: its grant is not stored yet
+			if r.sh.recentlyOpened(rule.source) && (!stored[rule.source] || slices.Contains(r.cfg.ports, rule.port)) {
+				// A knock in flight: its grant is not stored yet, though
+				// another grant of its prefix (another scope set) may be.
+				continue
 			}
 			if err := r.removeRule(ctx, c, rule.source, at); err != nil {
 				errs = append(errs, fmt.Errorf("zone %q: %w", z, err))

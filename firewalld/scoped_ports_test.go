@@ -215,3 +215,31 @@ func TestScopedGrantRestore(t *testing.T) {
 	expectExpiries(t, a, "work", clientA, map[uint16]int64{2222: now + 7200, 2223: now + 3600, 2224: now + 7200, 2225: now + 1800})
 	expectExpiries(t, a, "work", clientB, map[uint16]int64{2222: now + 900, 2223: now + 900, 2224: now + 900, 2225: now + 900})
 }
+
+// TestScopedKnockInFlightDuringRestore: a new configuration starting (a
+// Caddy reload) between a knock's PrepareGrant and its store write keeps
+// the ports the knock opened, though the store holds another grant of the
+// same address that does not open them.
+func TestScopedKnockInFlightDuringRestore(t *testing.T) {
+	useZones(t, "work")
+	src := openStore(t)
+	config := `{"zones":["work"],` + scopedConfig + `}`
+	a := startBackend(t, config, src)
+	grantAs(t, a, src, clientA, time.Hour, "other", "media")
+	expires := time.Now().Add(2 * time.Hour).Unix()
+	undo, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, clientA), Expires: expires, Scopes: []string{"games"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight := withAccepts(t, scopedDrops(), clientA, 2222, 2223, 2224)
+	waitRules(t, time.Second, "work", inFlight...)
+	b := startBackend(t, strings.Replace(config, `"zones"`, `"queue_size":16,"zones"`, 1), src)
+	equalRules(t, "runtime rules after the new configuration's restore", richRules(t, "work", false), inFlight)
+	if _, err := src.st.GrantWith(mustPrefix(t, clientA), expires, store.GrantOptions{Owner: "friend", Scopes: []string{"games"}}); err != nil {
+		undo()
+		t.Fatal(err)
+	}
+	idle(t, b)
+	equalRules(t, "runtime rules once the knock is stored", richRules(t, "work", false), inFlight)
+	a.Stop()
+}
