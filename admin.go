@@ -191,7 +191,7 @@ func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 	expires := ts + req.TTL
 	var undo func()
 	if a.fw != nil {
-		if undo, err = a.fw.PrepareGrant(r.Context(), p, expires); err != nil {
+		if undo, err = a.fw.PrepareGrant(r.Context(), firewall.Grant{Prefix: p, Expires: expires, Scopes: scopes}); err != nil {
 			if errors.Is(err, firewall.ErrBusy) {
 				return apiError(http.StatusServiceUnavailable, err.Error())
 			}

@@ -289,7 +289,7 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 	var undo func()
 	if fw := k.app.fw; fw != nil {
 		var err error
-		if undo, err = fw.PrepareGrant(r.Context(), target, expires); err != nil {
+		if undo, err = fw.PrepareGrant(r.Context(), firewall.Grant{Prefix: target, Expires: expires, Scopes: key.Scopes}); err != nil {
 			k.logger.Error("firewall rules not added", zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.Error(err))
 			if errors.Is(err, firewall.ErrBusy) {
 				return knockapi.KnockResponse{}, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgFirewallBusy)

@@ -32,12 +32,12 @@ type Backend interface {
 	// timed accepts expire on their own.
 	Stop() error
 
-	// PrepareGrant opens p's ports until expires (unix seconds) and returns
-	// once they are open, before the knock is answered; the grant is
-	// persisted after it. If persisting fails, the app calls undo, which
-	// must return at once and bring p's rules back in line with the store.
-	// An error wrapping ErrBusy is answered 503, any other error 500.
-	PrepareGrant(ctx context.Context, p netip.Prefix, expires int64) (undo func(), err error)
+	// PrepareGrant opens the ports g gives access to until g.Expires and
+	// returns once they are open, before the knock is answered; the grant
+	// is persisted after it. If persisting fails, the app calls undo, which
+	// must return at once and bring g.Prefix's rules back in line with the
+	// store. An error wrapping ErrBusy is answered 503, any other error 500.
+	PrepareGrant(ctx context.Context, g Grant) (undo func(), err error)
 
 	// Ready reports whether the protection holds, for /ready; the error's
 	// text is shown to whoever asks, and should say what to fix.
@@ -50,6 +50,16 @@ type Whitelist struct {
 	Store *store.Store
 	// Path is the whitelist file; a backend may keep its own state beside it.
 	Path string
+}
+
+// Grant is a grant about to be stored: the entry of Prefix and Scopes in
+// the store (see store.GrantOptions).
+type Grant struct {
+	Prefix  netip.Prefix // canonical (store.CanonicalPrefix)
+	Expires int64        // unix seconds
+	// Scopes limits the grant to these access scopes (as store.CheckScopes
+	// returns them); nil for full access.
+	Scopes []string
 }
 
 // ErrBusy says that the backend has too many changes waiting: the knock

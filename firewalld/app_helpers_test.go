@@ -71,16 +71,24 @@ func startBackend(t testing.TB, config string, src *testSource) *Backend {
 // grant does what the knock handler does: open the ports, then persist.
 func grant(t testing.TB, a *Backend, src *testSource, p string, ttl time.Duration) {
 	t.Helper()
+	grantAs(t, a, src, p, ttl, "")
+}
+
+// grantAs is grant by a key named owner with scopes; it returns the
+// grant's expiry.
+func grantAs(t testing.TB, a *Backend, src *testSource, p string, ttl time.Duration, owner string, scopes ...string) int64 {
+	t.Helper()
 	pfx := mustPrefix(t, p)
 	expires := time.Now().Add(ttl).Unix()
-	undo, err := a.PrepareGrant(context.Background(), pfx, expires)
+	undo, err := a.PrepareGrant(context.Background(), firewall.Grant{Prefix: pfx, Expires: expires, Scopes: scopes})
 	if err != nil {
-		t.Fatalf("PrepareGrant(%s): %v", p, err)
+		t.Fatalf("PrepareGrant(%s, %v): %v", p, scopes, err)
 	}
-	if _, err := src.st.Grant(pfx, expires); err != nil {
+	if _, err := src.st.GrantWith(pfx, expires, store.GrantOptions{Owner: owner, Scopes: scopes}); err != nil {
 		undo()
-		t.Fatalf("Grant(%s): %v", p, err)
+		t.Fatalf("Grant(%s, %v): %v", p, scopes, err)
 	}
+	return expires
 }
 
 func mustPrefix(t testing.TB, s string) netip.Prefix {

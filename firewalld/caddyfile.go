@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-knocker/knocker/store"
 )
 
 // UnmarshalCaddyfile reads the firewalld block of the knocker global
@@ -13,7 +15,7 @@ import (
 //	firewalld {
 //		zone <name...>
 //		action <drop|reject>
-//		port <port>/<tcp|udp>       # repeatable
+//		port <port>/<tcp|udp>... [scope <name>]  # repeatable
 //		monitor <cidr...>
 //		state_file <path>
 //		queue_size <n>
@@ -53,15 +55,32 @@ func (b *Backend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			b.Action = args[0]
 		case "port":
-			if len(args) == 0 {
-				return d.Errf("firewalld: port: want <port>/<tcp|udp>, e.g. 22/tcp")
+			ports, scope := args, ""
+			if n := len(args); n >= 2 && args[n-2] == "scope" {
+				ports, scope = args[:n-2], args[n-1]
+				if _, err := store.CheckScopes([]string{scope}); err != nil {
+					return d.Errf("firewalld: port: scope: %v", err)
+				}
 			}
-			for _, p := range args {
+			if len(ports) == 0 {
+				return d.Errf("firewalld: port: want <port>/<tcp|udp>... [scope <name>], e.g. 22/tcp")
+			}
+			for _, p := range ports {
+				if p == "scope" {
+					return d.Errf("firewalld: port: want scope <name> once, after the ports")
+				}
 				if _, err := ParsePort(p); err != nil {
 					return d.Errf("firewalld: port: %v", err)
 				}
 			}
-			b.Ports = append(b.Ports, args...)
+			if scope == "" {
+				b.Ports = append(b.Ports, ports...)
+				break
+			}
+			if b.ScopedPorts == nil {
+				b.ScopedPorts = map[string][]string{}
+			}
+			b.ScopedPorts[scope] = append(b.ScopedPorts[scope], ports...)
 		case "monitor":
 			if len(args) == 0 {
 				return d.Errf("firewalld: monitor: want one or more CIDRs")

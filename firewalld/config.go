@@ -2,8 +2,12 @@ package firewalld
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
+
+	"github.com/caddy-knocker/knocker/store"
 )
 
 const (
@@ -13,11 +17,12 @@ const (
 
 // settings is the validated form of the Backend's JSON fields.
 type settings struct {
-	zones     []string // empty: firewalld's default zone, resolved at Start
-	action    string   // drop or reject
-	ports     []Port
-	monitor   []netip.Prefix // canonical; a /0 stands for its whole family
-	stateFile string         // empty: beside the whitelist
+	zones     []string        // empty: firewalld's default zone, resolved at Start
+	action    string          // drop or reject
+	ports     []Port          // every gated port: unscoped first, then by scope
+	portScope map[Port]string // the scope of each scoped port
+	monitor   []netip.Prefix  // canonical; a /0 stands for its whole family
+	stateFile string          // empty: beside the whitelist
 	queueSize int
 }
 
@@ -45,20 +50,47 @@ func (b *Backend) parseSettings() (settings, error) {
 		return s, fmt.Errorf("action: %q is not drop or reject", b.Action)
 	}
 
-	if len(b.Ports) == 0 {
-		return s, fmt.Errorf("ports: at least one <port>/<tcp|udp> is required")
+	if len(b.Ports) == 0 && len(b.ScopedPorts) == 0 {
+		return s, fmt.Errorf("ports: at least one <port>/<tcp|udp> is required (in ports or scoped_ports)")
 	}
-	seenPort := map[Port]bool{}
-	for _, text := range b.Ports {
+	seenPort := map[Port]string{} // port -> the field it was listed in
+	addPort := func(field, text string) error {
 		p, err := ParsePort(text)
 		if err != nil {
-			return s, fmt.Errorf("ports: %v", err)
+			return fmt.Errorf("%s: %v", field, err)
 		}
-		if seenPort[p] {
-			return s, fmt.Errorf("ports: %s listed twice", p)
+		if where, dup := seenPort[p]; dup {
+			if where == field {
+				return fmt.Errorf("%s: %s listed twice", field, p)
+			}
+			return fmt.Errorf("%s: %s is also listed in %s: a port is gated once, unscoped or for one scope", field, p, where)
 		}
-		seenPort[p] = true
+		seenPort[p] = field
 		s.ports = append(s.ports, p)
+		return nil
+	}
+	for _, text := range b.Ports {
+		if err := addPort("ports", text); err != nil {
+			return s, err
+		}
+	}
+	for _, scope := range slices.Sorted(maps.Keys(b.ScopedPorts)) {
+		if _, err := store.CheckScopes([]string{scope}); err != nil {
+			return s, fmt.Errorf("scoped_ports: %v", err)
+		}
+		field := "scoped_ports: " + scope
+		if len(b.ScopedPorts[scope]) == 0 {
+			return s, fmt.Errorf("%s: no ports listed", field)
+		}
+		for _, text := range b.ScopedPorts[scope] {
+			if err := addPort(field, text); err != nil {
+				return s, err
+			}
+			if s.portScope == nil {
+				s.portScope = map[Port]string{}
+			}
+			s.portScope[s.ports[len(s.ports)-1]] = scope
+		}
 	}
 
 	monitor := b.Monitor
@@ -77,6 +109,22 @@ func (b *Backend) parseSettings() (settings, error) {
 		s.queueSize = b.QueueSize
 	}
 	return s, nil
+}
+
+// portsFor returns the ports a grant limited to scopes opens: the unscoped
+// ports and those of its scopes; every port for a full-access grant
+// (scopes nil), which admits every scope, as at the gates.
+func (s settings) portsFor(scopes []string) []Port {
+	if len(scopes) == 0 || len(s.portScope) == 0 {
+		return s.ports
+	}
+	out := make([]Port, 0, len(s.ports))
+	for _, p := range s.ports {
+		if sc, scoped := s.portScope[p]; !scoped || slices.Contains(scopes, sc) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // parseMonitor parses CIDRs with explicit masks into canonical prefixes.

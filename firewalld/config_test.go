@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/caddy-knocker/knocker/firewall"
 )
 
 func TestProvisionValidation(t *testing.T) {
@@ -42,6 +44,16 @@ func TestProvisionValidation(t *testing.T) {
 		{"negative queue", `{"ports":["22/tcp"],"queue_size":-1}`, "queue_size: must be from 1 to 65536"},
 		{"huge queue", `{"ports":["22/tcp"],"queue_size":1000000}`, "queue_size:"},
 		{"unknown field", `{"ports":["22/tcp"],"port":["23/tcp"]}`, "unknown field \"port\""},
+		{"scoped ports only", `{"scoped_ports":{"games":["25565/udp","25565/tcp"],"admin":["22/tcp"]}}`, ""},
+		{"scoped and unscoped", `{"ports":["2222/tcp"],"scoped_ports":{"games":["25565/udp"]}}`, ""},
+		{"empty scoped ports", `{"scoped_ports":{}}`, "ports: at least one"},
+		{"scope without ports", `{"ports":["22/tcp"],"scoped_ports":{"games":[]}}`, "scoped_ports: games: no ports listed"},
+		{"bad scope name", `{"ports":["22/tcp"],"scoped_ports":{"Games":["25565/udp"]}}`, "scoped_ports: store: invalid entry: scope \"Games\""},
+		{"empty scope name", `{"ports":["22/tcp"],"scoped_ports":{"":["25565/udp"]}}`, "scoped_ports: store: invalid entry: scope \"\""},
+		{"bad scoped port", `{"scoped_ports":{"games":["25565"]}}`, "scoped_ports: games: \"25565\": want <port>/<tcp|udp>"},
+		{"scoped port twice", `{"scoped_ports":{"games":["25565/udp","25565/udp"]}}`, "scoped_ports: games: 25565/udp listed twice"},
+		{"port unscoped and scoped", `{"ports":["22/tcp"],"scoped_ports":{"admin":["22/tcp"]}}`, "scoped_ports: admin: 22/tcp is also listed in ports"},
+		{"port in two scopes", `{"scoped_ports":{"games":["8080/tcp"],"media":["8080/tcp"]}}`, "scoped_ports: media: 8080/tcp is also listed in scoped_ports: games"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := provision(t, tc.config)
@@ -84,6 +96,36 @@ func TestProvisionDefaultsAndNormalisation(t *testing.T) {
 	}
 }
 
+// TestPortsFor: the ports a grant opens by its scopes. Full access opens
+// every port; a scoped grant the unscoped ports and those of its scopes.
+func TestPortsFor(t *testing.T) {
+	b, err := provision(t, `{"ports":["2222/tcp"],"scoped_ports":{"games":["25565/udp","25565/tcp"],"media":["8096/tcp"],"admin":["22/tcp"]}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		scopes []string
+		want   string
+	}{
+		{nil, "[2222/tcp 22/tcp 25565/udp 25565/tcp 8096/tcp]"}, // unscoped first, then by scope name
+		{[]string{"games"}, "[2222/tcp 25565/udp 25565/tcp]"},
+		{[]string{"games", "media"}, "[2222/tcp 25565/udp 25565/tcp 8096/tcp]"},
+		{[]string{"other"}, "[2222/tcp]"},
+	} {
+		if got := fmt.Sprint(b.cfg.portsFor(tc.scopes)); got != tc.want {
+			t.Errorf("portsFor(%v) = %s, want %s", tc.scopes, got, tc.want)
+		}
+	}
+	// Without scoped ports every grant opens every port.
+	u, err := provision(t, `{"ports":["22/tcp","2222/tcp"]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(u.cfg.portsFor([]string{"games"})); got != "[22/tcp 2222/tcp]" {
+		t.Errorf("portsFor(games) without scoped ports = %s", got)
+	}
+}
+
 func TestUnmarshalCaddyfile(t *testing.T) {
 	for _, tc := range []struct {
 		name, input string
@@ -109,6 +151,29 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{name: "minimal", input: "firewalld {\n port 22/tcp\n}", want: Backend{Ports: []string{"22/tcp"}}},
+		{
+			name: "scoped",
+			input: `firewalld {
+				port 2222/tcp
+				port 25565/udp 25565/tcp scope games
+				port 22/tcp scope admin
+				port 27015/udp scope games
+			}`,
+			want: Backend{
+				Ports: []string{"2222/tcp"},
+				ScopedPorts: map[string][]string{
+					"games": {"25565/udp", "25565/tcp", "27015/udp"},
+					"admin": {"22/tcp"},
+				},
+			},
+		},
+		{name: "scoped only", input: "firewalld {\n port 22/tcp scope admin\n}", want: Backend{ScopedPorts: map[string][]string{"admin": {"22/tcp"}}}},
+		{name: "scope without ports", input: "firewalld {\n port 2222/tcp\n port scope games\n}", wantErr: "port: want <port>/<tcp|udp>... [scope <name>]"},
+		{name: "scope without name", input: "firewalld {\n port 22/tcp scope\n}", wantErr: "port: want scope <name> once, after the ports"},
+		{name: "scope before ports", input: "firewalld {\n port scope games 22/tcp\n}", wantErr: "port: want scope <name> once, after the ports"},
+		{name: "two scopes", input: "firewalld {\n port 22/tcp scope a scope b\n}", wantErr: "port: want scope <name> once, after the ports"},
+		{name: "bad scope", input: "firewalld {\n port 22/tcp scope Admin\n}", wantErr: "port: scope: store: invalid entry: scope \"Admin\""},
+		{name: "scoped port twice", input: "firewalld {\n port 22/tcp\n port 22/tcp scope admin\n}", wantErr: "scoped_ports: admin: 22/tcp is also listed in ports"},
 		{name: "no block", input: "firewalld", wantErr: "ports: at least one"},
 		{name: "empty block", input: "firewalld {\n}", wantErr: "ports: at least one"},
 		{name: "argument", input: "firewalld public {\n port 22/tcp\n}", wantErr: "takes no arguments"},
@@ -279,7 +344,7 @@ func TestRuleTimeout(t *testing.T) {
 
 func TestPrepareGrantFailsClosed(t *testing.T) {
 	var never Backend
-	if _, err := never.PrepareGrant(t.Context(), netip.MustParsePrefix("203.0.113.5/32"), math.MaxInt32); !errors.Is(err, ErrStopped) {
+	if _, err := never.PrepareGrant(t.Context(), firewall.Grant{Prefix: netip.MustParsePrefix("203.0.113.5/32"), Expires: math.MaxInt32}); !errors.Is(err, ErrStopped) {
 		t.Errorf("before Provision: %v", err)
 	}
 	if err := never.Stop(); err != nil {
@@ -292,7 +357,7 @@ func TestPrepareGrantFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PrepareGrant(t.Context(), netip.MustParsePrefix("203.0.113.5/32"), math.MaxInt32); !errors.Is(err, ErrStopped) {
+	if _, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: netip.MustParsePrefix("203.0.113.5/32"), Expires: math.MaxInt32}); !errors.Is(err, ErrStopped) {
 		t.Errorf("before Start: %v", err)
 	}
 	if err := a.Ready(); !errors.Is(err, ErrStopped) {

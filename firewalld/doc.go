@@ -19,6 +19,13 @@
 //
 //	rule priority="-27002" family="ipv4" source address="203.0.113.5" port port="22" protocol="tcp" accept
 //
+// Ports may be tied to access scopes (scoped_ports): a grant opens the
+// unscoped ports and those of its scopes, a full-access grant every port.
+// One prefix may hold grants of several scope sets (see the store), so
+// the rules are kept per prefix and port: each lasts until the latest
+// expiry among the prefix's grants that open its port, and a port closes
+// when none does.
+//
 // Negative-priority rich rules run before the zone's own services and
 // ports, so a monitored port is closed even if the zone opens it, and
 // every other port behaves exactly as the host's zones say. The Python

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/caddy-knocker/knocker/firewall"
 )
 
 // TestFigures measures, side by side in one run, against the sandbox's
@@ -41,7 +43,7 @@ func TestFigures(t *testing.T) {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)
 		expires := time.Now().Add(time.Hour).Unix()
 		began := time.Now()
-		if _, err := a.PrepareGrant(t.Context(), p, expires); err != nil {
+		if _, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: p, Expires: expires}); err != nil {
 			t.Fatal(err)
 		}
 		viaDBus = append(viaDBus, time.Since(began))

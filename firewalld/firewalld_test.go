@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/caddy-knocker/knocker/firewall"
 )
 
 // useZones resets zones now and when the test ends.
@@ -437,12 +439,12 @@ func TestRollbackWhenZoneVanishes(t *testing.T) {
 	idle(t, a) // the resync after the reload, which fails for kgone
 
 	expires := time.Now().Add(time.Hour).Unix()
-	_, err := a.PrepareGrant(t.Context(), mustPrefix(t, "198.51.100.2"), expires)
+	_, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, "198.51.100.2"), Expires: expires})
 	if !errors.Is(err, ErrInvalidZone) || errors.Is(err, ErrBusy) {
 		t.Fatalf("PrepareGrant with a vanished zone: %v, want INVALID_ZONE", err)
 	}
 	t.Logf("PrepareGrant: %v", err)
-	_, err = a.PrepareGrant(t.Context(), mustPrefix(t, "198.51.100.1"), expires+3600)
+	_, err = a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, "198.51.100.1"), Expires: expires + 3600})
 	if !errors.Is(err, ErrInvalidZone) {
 		t.Fatalf("re-knock with a vanished zone: %v, want INVALID_ZONE", err)
 	}
@@ -491,7 +493,7 @@ func TestBusy(t *testing.T) {
 	waitFor(t, 5*time.Second, func() (bool, string) { return len(r.jobs) == 2, "queue not full yet" })
 
 	began := time.Now()
-	_, err := a.PrepareGrant(t.Context(), mustPrefix(t, clientA), time.Now().Add(time.Hour).Unix())
+	_, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, clientA), Expires: time.Now().Add(time.Hour).Unix()})
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("PrepareGrant on a full queue: %v, want ErrBusy", err)
 	}
@@ -554,7 +556,7 @@ func TestUndo(t *testing.T) {
 	useZones(t, "dmz")
 	src := openStore(t)
 	a := startBackend(t, `{"zones":["dmz"],"ports":["2222/tcp"]}`, src)
-	undo, err := a.PrepareGrant(t.Context(), mustPrefix(t, "198.51.100.1"), time.Now().Add(time.Hour).Unix())
+	undo, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, "198.51.100.1"), Expires: time.Now().Add(time.Hour).Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +566,7 @@ func TestUndo(t *testing.T) {
 	waitRules(t, 2*time.Second, "dmz", dropV4, dropV6)
 
 	grant(t, a, src, "198.51.100.2", time.Hour)
-	undo, err = a.PrepareGrant(t.Context(), mustPrefix(t, "198.51.100.2"), time.Now().Add(2*time.Hour).Unix())
+	undo, err = a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, "198.51.100.2"), Expires: time.Now().Add(2 * time.Hour).Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +642,7 @@ func TestStartFailsWithoutFirewalld(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Logf("Start: %v", err)
-	if _, err := a.PrepareGrant(t.Context(), mustPrefix(t, clientA), time.Now().Add(time.Hour).Unix()); !errors.Is(err, ErrStopped) {
+	if _, err := a.PrepareGrant(t.Context(), firewall.Grant{Prefix: mustPrefix(t, clientA), Expires: time.Now().Add(time.Hour).Unix()}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("PrepareGrant after a failed Start: %v", err)
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -31,24 +33,33 @@ func ruleTimeout(expires, now int64) int32 {
 	return int32(left)
 }
 
-// openGrant is PrepareGrant's job: give p one accept rule per zone and port
-// that expires at expires. If one fails, the rules already changed are put
-// back in line with the store and the error is returned.
-func (r *reconciler) openGrant(ctx context.Context, p netip.Prefix, expires int64) (err error) {
+// openGrant is PrepareGrant's job: give g.Prefix one accept rule per zone
+// and port g opens. Each expires with the latest of g and the prefix's
+// other stored grants that open the same port: g replaces the stored grant
+// of its own scope set, and the others keep their ports open until they
+// expire. Ports g does not open are left alone. If a rule fails, the
+// rules already changed are put back in line with the store and the error
+// is returned.
+func (r *reconciler) openGrant(ctx context.Context, g firewall.Grant) (err error) {
 	defer metrics.done(opOpen, time.Now(), &err)
 	c, err := r.client()
 	if err != nil {
 		return err
 	}
-	if ruleTimeout(expires, time.Now().Unix()) == 0 {
+	p, now := g.Prefix, time.Now().Unix()
+	if ruleTimeout(g.Expires, now) == 0 {
 		return fmt.Errorf("grant for %s has already expired", store.FormatPrefix(p))
 	}
+	others := slices.DeleteFunc(r.store.EntriesOf(p, now), func(e store.Entry) bool {
+		return slices.Equal(e.Scopes, g.Scopes)
+	})
+	keep := r.ruleExpiries(p, others, now)
 	var done []placement
-	for _, at := range r.placementsFor(p) {
+	for _, at := range r.placementsFor(p, r.cfg.portsFor(g.Scopes)) {
 		// The failed rule is rolled back too: it may have been removed
 		// for replacement before its add failed.
 		done = append(done, at)
-		if err := r.putRule(ctx, c, p, at, expires); err != nil {
+		if err := r.putRule(ctx, c, p, at, max(g.Expires, keep[at.rule])); err != nil {
 			r.rollback(c, p, done)
 			return fmt.Errorf("zone %q: %w", at.zone, err)
 		}
@@ -56,9 +67,27 @@ func (r *reconciler) openGrant(ctx context.Context, p netip.Prefix, expires int6
 	return nil
 }
 
-// placementsFor lists p's accept rules under this configuration.
-func (r *reconciler) placementsFor(p netip.Prefix) []placement {
-	rules := acceptRules(p, r.cfg.ports)
+// ruleExpiries returns the accept rules of p that grants (p's entries)
+// call for under this configuration, by rule text (the same in every
+// zone): per port, the latest expiry among the active grants that open it.
+// Ports no grant opens are absent.
+func (r *reconciler) ruleExpiries(p netip.Prefix, grants []store.Entry, now int64) map[string]int64 {
+	out := map[string]int64{}
+	for _, g := range grants {
+		if ruleTimeout(g.Expires, now) == 0 {
+			continue
+		}
+		for _, rule := range acceptRules(p, r.cfg.portsFor(g.Scopes)) {
+			s := rule.String()
+			out[s] = max(out[s], g.Expires)
+		}
+	}
+	return out
+}
+
+// placementsFor lists p's accept rules for ports under this configuration.
+func (r *reconciler) placementsFor(p netip.Prefix, ports []Port) []placement {
+	rules := acceptRules(p, ports)
 	zones := r.currentZones()
 	out := make([]placement, 0, len(zones)*len(rules))
 	for _, z := range zones {
@@ -69,9 +98,10 @@ func (r *reconciler) placementsFor(p netip.Prefix) []placement {
 	return out
 }
 
-// putRule makes rule at.rule in at.zone expire at expires. A rule that is
-// (or may be) there is removed first: adding an existing rule fails with
-// ALREADY_ENABLED and would not refresh its timeout.
+// putRule makes rule at.rule in at.zone expire at expires (removed if it
+// has expired). A rule that is (or may be) there is removed first: adding
+// an existing rule fails with ALREADY_ENABLED and would not refresh its
+// timeout.
 func (r *reconciler) putRule(ctx context.Context, c *client, p netip.Prefix, at placement, expires int64) error {
 	ttl := ruleTimeout(expires, time.Now().Unix())
 	if ttl == 0 {
@@ -106,40 +136,75 @@ func (r *reconciler) removeRule(ctx context.Context, c *client, p netip.Prefix, 
 }
 
 // rollback puts the rules openGrant changed back in line with the store,
-// which does not have the new grant yet: with the stored grant's expiry if
-// p has one (a failed re-knock keeps the earlier grant open), else removed.
-// It runs even if the caller's context is done.
+// which does not have the new grant yet: with the expiry p's stored grants
+// give them (a failed re-knock keeps the earlier grant open), else
+// removed. It runs even if the caller's context is done.
 func (r *reconciler) rollback(c *client, p netip.Prefix, done []placement) {
 	// Not r.ctx: a knock cancelled by Stop must still take back the rules
 	// it placed, or they would stay open with no grant.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), callTimeout)
 	defer cancel()
-	prev := r.storeExpiry(p, time.Now().Unix())
+	now := time.Now().Unix()
+	prev := r.ruleExpiries(p, r.store.EntriesOf(p, now), now)
 	for _, at := range done {
-		if err := r.putRule(ctx, c, p, at, prev); err != nil {
+		if err := r.putRule(ctx, c, p, at, prev[at.rule]); err != nil {
 			r.log.Warn("rolling back accept rule", zap.String("zone", at.zone),
 				zap.String("rule", at.rule), zap.Error(err))
 		}
 	}
 }
 
-// closeGrant removes every accept rule placed for p, in any zone and for
-// any port (also those of an earlier configuration).
-func (r *reconciler) closeGrant(ctx context.Context, p netip.Prefix) (err error) {
-	defer metrics.done(opClose, time.Now(), &err)
-	c, err := r.client()
-	if err != nil {
-		return err
-	}
+// syncGrant makes p's accept rules what its stored grants call for: each
+// rule of a port they open placed with its expiry, and the other rules
+// placed for p removed: any configuration's if prune, else only those
+// this configuration would place. Rules already right are left alone, so
+// a grant PrepareGrant opened costs nothing here.
+func (r *reconciler) syncGrant(ctx context.Context, p netip.Prefix, grants []store.Entry, prune bool) (err error) {
 	now := time.Now().Unix()
-	var errs []error
+	want := r.ruleExpiries(p, grants, now)
+	zones := setOf(r.currentZones())
+	own := map[placement]bool{}
+	var put []placement
+	for _, at := range r.placementsFor(p, r.cfg.ports) {
+		own[at] = true
+		if exp, ok := want[at.rule]; ok {
+			if e, placed := r.sh.placedExpiry(p, at); !placed || e != exp {
+				put = append(put, at)
+			}
+		}
+	}
+	var drop []placement
 	for at, expires := range r.sh.placementsOf(p) {
+		if _, ok := want[at.rule]; ok && zones[at.zone] || !prune && !own[at] {
+			continue
+		}
 		if expires < now-2 {
 			// firewalld's own timer has removed it already; asking
 			// again would only make firewalld log NOT_ENABLED.
 			r.sh.forgetPlaced(p, at)
 			continue
 		}
+		drop = append(drop, at)
+	}
+	if len(put) == 0 && len(drop) == 0 {
+		return nil
+	}
+	op := opOpen
+	if len(put) == 0 {
+		op = opClose
+	}
+	defer metrics.done(op, time.Now(), &err)
+	c, err := r.client()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, at := range put {
+		if err := r.putRule(ctx, c, p, at, want[at.rule]); err != nil {
+			errs = append(errs, fmt.Errorf("zone %q: %w", at.zone, err))
+		}
+	}
+	for _, at := range drop {
 		if err := r.removeRule(ctx, c, p, at); err != nil {
 			errs = append(errs, fmt.Errorf("zone %q: %w", at.zone, err))
 		}
@@ -147,26 +212,15 @@ func (r *reconciler) closeGrant(ctx context.Context, p netip.Prefix) (err error)
 	return errors.Join(errs...)
 }
 
-// isOpen reports whether all of p's rules under this configuration were
-// placed with this expiry.
-func (r *reconciler) isOpen(p netip.Prefix, expires int64) bool {
-	for _, at := range r.placementsFor(p) {
-		if e, ok := r.sh.placedExpiry(p, at); !ok || e != expires {
-			return false
-		}
-	}
-	return true
-}
-
 // onStoreEvent runs on the store's committer goroutine: it only records
-// the change for the worker. Added and Extended usually need nothing
-// (PrepareGrant opened the rules before the grant was stored); the worker
-// acts only for grants that reached the store another way.
+// the change for the worker, which then brings the prefix's rules in line
+// with all its stored grants (another grant of the prefix may keep some
+// ports open). Added and Extended usually need nothing (PrepareGrant
+// opened the rules before the grant was stored); the worker acts only for
+// grants that reached the store another way.
 func (r *reconciler) onStoreEvent(ev store.Event) {
 	switch ev.Kind {
-	case store.Added, store.Extended:
-		r.enqueue(ev.Entry.Prefix, pendingOp{sync: true, expires: ev.Entry.Expires})
-	case store.Removed, store.Expired:
+	case store.Added, store.Extended, store.Removed, store.Expired:
 		r.enqueue(ev.Entry.Prefix, pendingOp{sync: true})
 	}
 }
@@ -177,45 +231,23 @@ func (r *reconciler) handlePending(p netip.Prefix, op pendingOp) {
 	defer cancel()
 	log := r.log.With(zap.String("grant", store.FormatPrefix(p)))
 	now := time.Now().Unix()
-	target, decided := int64(0), false
-	switch {
-	case op.sync:
-		target, decided = op.expires, true
-	case op.fromStore:
-		target, decided = r.storeExpiry(p, now), true
-	}
-	switch {
-	case !decided:
-	case target <= now:
-		if err := r.closeGrant(ctx, p); err != nil {
-			log.Error("removing accept rules", zap.Error(err))
-		}
-	case r.isOpen(p, target):
-		// The usual case: PrepareGrant did it.
-	case r.sh.superseded(r) && !op.fromStore:
-		// The newest configuration opens rules for store events; an
-		// undo is this configuration's own business.
-	default:
-		if err := r.openGrant(ctx, p, target); err != nil {
-			log.Error("opening accept rules for a stored grant", zap.Error(err))
+	if op.sync || op.fromStore {
+		grants := r.store.EntriesOf(p, now)
+		superseded := r.sh.superseded(r)
+		switch {
+		case len(grants) > 0 && superseded && !op.fromStore:
+			// The newest configuration opens rules for store events; an
+			// undo is this configuration's own business.
+		default:
+			// Closing everything is every configuration's business.
+			if err := r.syncGrant(ctx, p, grants, len(grants) == 0 || !superseded); err != nil {
+				log.Error("bringing accept rules in line with the stored grants", zap.Error(err))
+			}
 		}
 	}
 	if op.verify && !r.sh.superseded(r) {
 		r.reviveRules(ctx, p, now)
 	}
-}
-
-// storeExpiry returns the expiry of p's active entry in the store, or 0.
-func (r *reconciler) storeExpiry(p netip.Prefix, now int64) int64 {
-	if e, ok := r.store.Match(p.Addr(), now); ok && e.Prefix == p {
-		return e.Expires
-	}
-	for _, e := range r.store.Entries(now) { // p hidden by a wider grant: rare
-		if e.Prefix == p {
-			return e.Expires
-		}
-	}
-	return 0
 }
 
 // reviveRules re-adds p's accept rules that firewalld dropped before their

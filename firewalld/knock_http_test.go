@@ -337,3 +337,59 @@ func TestCrashKeepsRulesMatchingGrants(t *testing.T) {
 	}
 	t.Logf("figure: %d kill -9 rounds, %d knocks attempted, %d acknowledged, %d grants in the store, accept rules equal to the grants after every restart", rounds, len(attempted), len(acked), grants)
 }
+
+// TestScopedKnocksOpenTheirPorts runs both callers of PrepareGrant with
+// scopes: a knock with a scoped key opens the unscoped port and its
+// scope's, not another scope's; an admin key's knock (full access) opens
+// all; an operator's grant through the admin API opens its scopes' ports.
+func TestScopedKnocksOpenTheirPorts(t *testing.T) {
+	firewalld.NeedSandbox(t)
+	firewalld.UseZones(t, "work")
+	dir := t.TempDir()
+	const friendKey = "firewalld-test-friend-0123456789abcdef"
+	extra := "key friend " + friendKey + " {\n\t\t\tmax_ttl 1h\n\t\t\tallow_remote_whitelist\n\t\t\tscopes games\n\t\t}\n" +
+		"\t\tfirewalld {\n\t\t\tzone work\n\t\t\tport 2222/tcp\n\t\t\tport 2223/tcp scope games\n\t\t\tport 2224/tcp scope admin\n\t\t}"
+	loadCaddy(t, dir, extra)
+	t.Cleanup(func() { stopCaddyApps(t) })
+
+	accept := func(ip string, port int) string {
+		return fmt.Sprintf(`rule priority="-27002" family="ipv4" source address="%s" port port="%d" protocol="tcp" accept`, ip, port)
+	}
+	var drops []string
+	for _, port := range []int{2222, 2223, 2224} {
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			drops = append(drops, fmt.Sprintf(`rule priority="-27001" family="%s" port port="%d" protocol="tcp" drop`, fam, port))
+		}
+	}
+	expect := func(what string, want ...string) {
+		t.Helper()
+		want = append(slices.Clone(drops), want...)
+		slices.Sort(want)
+		if got := firewalld.RichRules(t, "work", false); !slices.Equal(got, want) {
+			t.Fatalf("runtime rules %s:\n  %s\nwant\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		}
+	}
+
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/knock", httpPort()), strings.NewReader(`{"ip_address":"`+clientA+`"}`))
+	req.Header.Set("X-Api-Key", friendKey)
+	req.Header.Set("Content-Type", "application/json")
+	if resp := testutil.MustDo(t, http.DefaultClient, req); resp.Status != 200 {
+		t.Fatalf("knock with the games key: %d %s", resp.Status, resp.Body)
+	}
+	expect("after a knock with the games key", accept(clientA, 2222), accept(clientA, 2223))
+
+	if status, body := call(t, "POST", "/knock", `{"ip_address":"`+clientB+`"}`); status != 200 {
+		t.Fatalf("knock with the admin key: %d %v", status, body)
+	}
+	expect("after a full-access knock", accept(clientA, 2222), accept(clientA, 2223),
+		accept(clientB, 2222), accept(clientB, 2223), accept(clientB, 2224))
+
+	req, _ = http.NewRequest("POST", "http://"+testcaddy.AdminAddress(t)+"/knocker/grants",
+		strings.NewReader(`{"entry":"`+clientA+`","ttl":600,"scopes":["admin"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp := testutil.MustDo(t, http.DefaultClient, req); resp.Status != 200 {
+		t.Fatalf("admin API grant with scope admin: %d %s", resp.Status, resp.Body)
+	}
+	expect("after an operator's admin grant", accept(clientA, 2222), accept(clientA, 2223), accept(clientA, 2224),
+		accept(clientB, 2222), accept(clientB, 2223), accept(clientB, 2224))
+}

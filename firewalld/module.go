@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -32,8 +31,13 @@ type Backend struct {
 	// Action for monitored ports without a grant: "drop" (default) or
 	// "reject".
 	Action string `json:"action,omitempty"`
-	// Ports to gate, as "<port>/<tcp|udp>". At least one.
+	// Ports to gate, as "<port>/<tcp|udp>", opened by every grant.
 	Ports []string `json:"ports,omitempty"`
+	// ScopedPorts maps an access scope to the ports to gate that only
+	// grants admitted to that scope open: those whose key has the scope,
+	// and full-access grants. At least one port in Ports or ScopedPorts;
+	// each port once overall.
+	ScopedPorts map[string][]string `json:"scoped_ports,omitempty"`
 	// Monitor lists the sources (CIDRs with explicit masks) whose access is
 	// gated. Default: everyone (0.0.0.0/0 and ::/0).
 	Monitor []string `json:"monitor,omitempty"`
@@ -153,24 +157,33 @@ func (b *Backend) Stop() error {
 // Cleanup stops the backend if Start ran and Stop did not.
 func (b *Backend) Cleanup() error { return b.Stop() }
 
-// PrepareGrant opens p's ports (one timed accept rule per zone and port,
-// expiring at expires, unix seconds) and returns once firewalld has them,
-// before the knock is answered. A re-knock replaces the timeout. If a rule
-// fails, those already changed are rolled back and the error is returned.
-// The error wraps ErrBusy when the mutation queue is full (answer 503) and
-// ErrStopped when the backend is not running; anything else is a failure
-// (answer 500). Call undo if the grant cannot be persisted: it returns at
-// once and puts p's rules back in line with the store shortly after.
-func (b *Backend) PrepareGrant(ctx context.Context, p netip.Prefix, expires int64) (undo func(), err error) {
+// PrepareGrant opens the ports g gives access to (one timed accept rule
+// per zone and port: the unscoped ports and those of g's scopes, every
+// port for full access) and returns once firewalld has them, before the
+// knock is answered. Each rule expires with the latest of g and the
+// prefix's other stored grants that open its port; a re-knock replaces
+// the timeout. If a rule fails, those already changed are rolled back and
+// the error is returned. The error wraps ErrBusy when the mutation queue
+// is full (answer 503) and ErrStopped when the backend is not running;
+// anything else is a failure (answer 500). Call undo if the grant cannot
+// be persisted: it returns at once and puts the prefix's rules back in
+// line with the store shortly after.
+func (b *Backend) PrepareGrant(ctx context.Context, g firewall.Grant) (undo func(), err error) {
 	r := b.reconciler()
 	if r == nil {
 		return nil, ErrStopped
 	}
-	if err := store.CanonicalPrefix(p); err != nil {
+	if err := store.CanonicalPrefix(g.Prefix); err != nil {
 		return nil, err
 	}
+	scopes, err := store.CheckScopes(g.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	g.Scopes = scopes
+	p := g.Prefix
 	r.sh.noteOpened(p) // before the rules exist: see shared.recent
-	if err := r.submit(ctx, func(ctx context.Context) error { return r.openGrant(ctx, p, expires) }); err != nil {
+	if err := r.submit(ctx, func(ctx context.Context) error { return r.openGrant(ctx, g) }); err != nil {
 		return nil, fmt.Errorf("firewalld: opening ports for %s: %w", store.FormatPrefix(p), err)
 	}
 	var once sync.Once

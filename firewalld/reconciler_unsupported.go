@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -30,12 +31,12 @@ func newReconciler(settings, *zap.Logger, *store.Store, string, string) *reconci
 	return &reconciler{}
 }
 
-func (r *reconciler) start() error                                         { return errUnsupported }
-func (r *reconciler) stop()                                                {}
-func (r *reconciler) requestResync(string)                                 {}
-func (r *reconciler) enqueue(netip.Prefix, pendingOp)                      {}
-func (r *reconciler) verify(context.Context) error                         { return errUnsupported }
-func (r *reconciler) openGrant(context.Context, netip.Prefix, int64) error { return errUnsupported }
+func (r *reconciler) start() error                                    { return errUnsupported }
+func (r *reconciler) stop()                                           {}
+func (r *reconciler) requestResync(string)                            {}
+func (r *reconciler) enqueue(netip.Prefix, pendingOp)                 {}
+func (r *reconciler) verify(context.Context) error                    { return errUnsupported }
+func (r *reconciler) openGrant(context.Context, firewall.Grant) error { return errUnsupported }
 func (r *reconciler) submit(context.Context, func(context.Context) error) error {
 	return ErrStopped
 }

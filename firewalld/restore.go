@@ -17,8 +17,8 @@ import (
 // restoreWindow is how many addRichRule calls a restore keeps in flight.
 const restoreWindow = 32
 
-// restoreGrants gives every active grant its accept rules with the
-// remaining time and prunes Knocker accept rules no grant explains. A rule
+// restoreGrants gives every active grant its accept rules (the ports its
+// scopes open) with the remaining time and prunes Knocker accept rules no grant explains. A rule
 // that is there already is left alone if this process placed it with the
 // right expiry (a Caddy config reload), else replaced (remove + add: its
 // timeout is unknown). The caller holds r.sh.mu.
@@ -39,8 +39,12 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 			continue
 		}
 		stored[e.Prefix] = true
-		for _, rule := range acceptRules(e.Prefix, r.cfg.ports) {
-			wanted[rule.String()] = want{e.Prefix, e.Expires}
+		// A prefix's grants of several scope sets may open one port:
+		// its rule lasts as long as the latest of them.
+		for _, rule := range acceptRules(e.Prefix, r.cfg.portsFor(e.Scopes)) {
+			if w, ok := wanted[rule.String()]; !ok || w.expires < e.Expires {
+				wanted[rule.String()] = want{e.Prefix, e.Expires}
+			}
 		}
 	}
 	// Latest expiry first: usually the latest knocks, the clients most
@@ -81,8 +85,10 @@ func (r *reconciler) restoreGrants(ctx context.Context) (restored, pruned int, e
 			if _, ok := wanted[s]; ok {
 				continue
 			}
-			if !stored[rule.source] && r.sh.recentlyOpened(rule.source) {
-				continue // a knock in flight: its grant is not stored yet
+			if r.sh.recentlyOpened(rule.source) && (!stored[rule.source] || slices.Contains(r.cfg.ports, rule.port)) {
+				// A knock in flight: its grant is not stored yet, though
+				// another grant of its prefix (another scope set) may be.
+				continue
 			}
 			if err := r.removeRule(ctx, c, rule.source, at); err != nil {
 				errs = append(errs, fmt.Errorf("zone %q: %w", z, err))

@@ -28,11 +28,11 @@ type job struct {
 
 // pendingOp is what the worker must do for one prefix.
 type pendingOp struct {
-	// sync: make the rules match expires (0: remove them).
-	sync    bool
-	expires int64
-	// fromStore: make the rules match the store's entry for the prefix
-	// (an undo: the grant the rules were opened for was not persisted).
+	// sync: a store event; make the rules match the prefix's stored
+	// grants.
+	sync bool
+	// fromStore: the same for an undo (the grant the rules were opened
+	// for was not persisted), which a superseded configuration does too.
 	fromStore bool
 	// verify: firewalld says a rule went away; re-add it if the grant
 	// is still active (see reviveRules).
@@ -72,12 +72,9 @@ func (r *reconciler) submit(ctx context.Context, fn func(ctx context.Context) er
 func (r *reconciler) enqueue(p netip.Prefix, op pendingOp) {
 	r.pendMu.Lock()
 	cur := r.pending[p]
-	switch {
-	case op.sync: // a store event is authoritative: it replaces a sync or an undo
-		cur.sync, cur.expires, cur.fromStore = true, op.expires, false
-	case op.fromStore:
-		cur.sync, cur.fromStore = false, true
-	}
+	// Both read the store when handled, so they accumulate.
+	cur.sync = cur.sync || op.sync
+	cur.fromStore = cur.fromStore || op.fromStore
 	cur.verify = cur.verify || op.verify
 	r.pending[p] = cur
 	r.pendMu.Unlock()

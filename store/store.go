@@ -352,6 +352,27 @@ func (s *Store) Entries(now int64) []Entry {
 	return out
 }
 
+// EntriesOf returns p's entries active at now, one per scope set, in no
+// particular order: a firewall backend opens a prefix's ports from all of
+// them. Like Entries it reads the index, without owners; its cost grows
+// with the number of scope sets in use, not of entries. A non-canonical p
+// has none.
+func (s *Store) EntriesOf(p netip.Prefix, now int64) []Entry {
+	if CanonicalPrefix(p) != nil {
+		return nil
+	}
+	var out []Entry
+	k := keyOf(p)
+	t := s.setTable()
+	for id, x := range t.idx {
+		k.set = scopeSetID(id)
+		if exp, ok := x.get(k); ok && now < exp {
+			out = append(out, Entry{Prefix: p, Expires: exp, Scopes: t.sets[id]})
+		}
+	}
+	return out
+}
+
 // Grants returns the entries active at now with their owners, in no
 // particular order. Unlike Entries it is answered by the committer, which
 // owns the owners, so it waits for the writes queued before it.
