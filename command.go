@@ -173,8 +173,10 @@ func grantCommand() *cobra.Command {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("--ttl: want a duration of at least 1s, such as 10m, got %q", fl.String("ttl"))
 		}
 		req := map[string]any{"entry": args[0], "ttl": int64(ttl / time.Second)}
-		if list := fl.String("scopes"); list != "" {
-			req["scopes"] = strings.Split(list, ",")
+		// Given, even empty, the list goes to the API, which refuses an
+		// empty one: --scopes "$UNSET" must not make a full-access grant.
+		if fl.Changed("scopes") {
+			req["scopes"] = strings.Split(fl.String("scopes"), ",")
 		}
 		body, err := adminCall(fl, http.MethodPost, grantsPath, req)
 		if err != nil {

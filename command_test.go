@@ -89,6 +89,9 @@ func TestKnockerCommands(t *testing.T) {
 	if _, err = runKnockerCommand(t, grantCommand(), "198.51.100.8", "--ttl", "10m", "--scopes", "media,Games"); err == nil || !strings.Contains(err.Error(), "scopes") {
 		t.Fatalf("grant with a bad scope: %v", err)
 	}
+	if _, err = runKnockerCommand(t, grantCommand(), "198.51.100.9", "--ttl", "10m", "--scopes", ""); err == nil || !strings.Contains(err.Error(), "scopes") || h.gate("198.51.100.9") != 401 {
+		t.Fatalf("grant with an empty --scopes: %v, want an error and no grant", err)
+	}
 
 	out, err = runKnockerCommand(t, keygenCommand(), "--name", "my phone")
 	m := regexp.MustCompile(`^KNOCKER_MY_PHONE_KEY=([0-9a-f]{64})\n\n#[^\n]*\nkey "my phone" \{env\.KNOCKER_MY_PHONE_KEY\} \{`).FindStringSubmatch(out)

@@ -259,7 +259,8 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 
 	// The caller's own network may be wider than the remote-whitelist
 	// limit: the key's ipv6_prefix, set by the operator, allows it.
-	target := knockapi.OwnPrefix(ip, key.IPv6Prefix)
+	peer, _ := peerIP(r)
+	target := knockapi.OwnPrefix(ip, peer, key.IPv6Prefix)
 	if req.HasTarget {
 		if !key.AllowRemote {
 			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusForbidden, knockapi.MsgNoRemote)

@@ -27,6 +27,7 @@ func TestPortalInChromium(t *testing.T) {
 	ctx := browser(t, chromedp.Flag("host-resolver-rules", "MAP *.test 127.0.0.1"))
 	dir := t.TempDir()
 	setKeyEnv(t)
+	t.Setenv("KNOCKER_TEST_FRIEND", friendSecret)
 	t.Setenv("XDG_DATA_HOME", dir+"/data")
 	t.Setenv("XDG_CONFIG_HOME", dir+"/config")
 	knockApp := fmt.Sprintf("http://knock.test:%d/", httpPort)
@@ -35,21 +36,29 @@ func TestPortalInChromium(t *testing.T) {
 		Admin: testcaddy.AdminAddress(t), HTTPPort: httpPort, HTTPSPort: httpsPort,
 		SkipInstallTrust: true, DefaultBind: "127.0.0.1", GracePeriod: "1s",
 		LogFile: dir + "/caddy.log", LogLevel: "DEBUG",
-		Knocker: &testutil.Knocker{WhitelistFile: dir + "/state/whitelist.json", Keys: testKeys},
+		Knocker: &testutil.Knocker{WhitelistFile: dir + "/state/whitelist.json", Keys: testKeys,
+			Extra: "key friend {env.KNOCKER_TEST_FRIEND} {\n\t\t\tmax_ttl 1h\n\t\t\tscopes media\n\t\t}"},
 	}
 	startWith(t, global.String()+fmt.Sprintf(`
-http://knock.test:%d {
+http://knock.test:%[1]d {
 	knock {
-		return_hosts media.test
+		return_hosts media.test games.test
 	}
 }
-%s, http://evil.test:%d {
+http://games.test:%[5]d {
 	knocker {
-		deny redirect %s
+		scope games
+		deny redirect %[4]s
 	}
-	respond %q
+	respond %[6]q
 }
-`, httpPort, media, secondSitePort, knockApp, privateBody))
+%[2]s, http://evil.test:%[3]d {
+	knocker {
+		deny redirect %[4]s
+	}
+	respond %[6]q
+}
+`, httpPort, media, secondSitePort, knockApp, secondSitePort, privateBody))
 
 	// run runs actions; during a navigation, a failed read is retried by
 	// the caller's poll.
@@ -179,4 +188,21 @@ http://knock.test:%d {
 	}
 	waitFor("the raw return shown", bodyShows(evil))
 	screenshot(t, ctx, "portal-javascript.png")
+
+	// A key whose scopes do not open the page: the knock succeeds, the page
+	// sends the browser back, and the app stops there instead of looping.
+	must(chromedp.Evaluate(`localStorage.clear()`, nil))
+	advanceClock(t, 2*time.Hour) // the phone's grants expire
+	games := fmt.Sprintf("http://games.test:%d/", secondSitePort)
+	must(chromedp.Navigate(games), chromedp.WaitVisible("#portal", chromedp.ByID))
+	must(
+		chromedp.SendKeys("#key", friendSecret, chromedp.ByID),
+		chromedp.Click("#remember", chromedp.ByID), // so that the app knocks again on its own when sent back
+		chromedp.Click("#knock", chromedp.ByID),
+	)
+	waitFor("the app to stop the loop", portalState("looped"))
+	if got := location(); got != knockAppWith(games) {
+		t.Fatalf("after the loop guard: at %q, want the knock app", got)
+	}
+	screenshot(t, ctx, "portal-looped.png")
 }

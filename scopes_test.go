@@ -173,7 +173,7 @@ func TestScopeMatrix(t *testing.T) {
 	}
 
 	// A malformed scope asked of /verify is the proxy's misconfiguration.
-	for _, q := range []string{"scope=Media", "scope=", "scope=a%20b", "scope=media&scope=games"} {
+	for _, q := range []string{"scope=Media", "scope=", "scope=a%20b", "scope=media&scope=games", "scope=media;x=1", "scope=med%ia"} {
 		if r := h.do(request{path: "/verify?" + q, client: full}); r.status != http.StatusBadRequest {
 			t.Errorf("/verify?%s answered %d %q, want 400", q, r.status, r.body)
 		}

@@ -3,6 +3,7 @@ package knocker
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/caddy-knocker/knocker/internal/knockapi"
 	"github.com/caddy-knocker/knocker/internal/pathmatch"
@@ -44,7 +45,11 @@ func verifyScope(r *http.Request) (string, error) {
 	if r.URL.RawQuery == "" {
 		return "", nil
 	}
-	values := r.URL.Query()["scope"]
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil { // e.g. "scope=media;x=1": not silently an unscoped check
+		return "", errors.New("Malformed query string.")
+	}
+	values := query["scope"]
 	switch {
 	case len(values) == 0:
 		return "", nil

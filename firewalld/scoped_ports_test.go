@@ -239,6 +239,7 @@ func TestScopedKnockInFlightDuringRestore(t *testing.T) {
 		undo()
 		t.Fatal(err)
 	}
+	idle(t, a)
 	idle(t, b)
 	equalRules(t, "runtime rules once the knock is stored", richRules(t, "work", false), inFlight)
 	a.Stop()

@@ -29,13 +29,18 @@ var teredo = netip.MustParsePrefix("2001::/32")
 // is granted: IPv4, loopback, link-local (every neighbour on the link),
 // and the ranges that embed IPv4 addresses or serve many hosts through one
 // relay (NAT64, IPv4-mapped, Teredo), whose /64 would stand for strangers.
-func OwnPrefix(ip netip.Addr, ipv6Bits int) netip.Prefix {
+//
+// proxy is the peer the knock came through (invalid: none): a network
+// holding it is not granted either, since the proxy would then be admitted
+// wherever it is the client itself (another server, caddy-l4, firewalld),
+// and everyone behind it with it.
+func OwnPrefix(ip, proxy netip.Addr, ipv6Bits int) netip.Prefix {
 	single := netip.PrefixFrom(ip, ip.BitLen())
 	if !ip.Is6() || ipv6Bits >= 128 || !ip.IsGlobalUnicast() {
 		return single
 	}
 	p := netip.PrefixFrom(ip, ipv6Bits).Masked()
-	if !p.IsValid() || p.Overlaps(teredo) {
+	if !p.IsValid() || p.Overlaps(teredo) || proxy.IsValid() && p.Contains(proxy.Unmap()) {
 		return single
 	}
 	for _, r := range ipv4InIPv6 {

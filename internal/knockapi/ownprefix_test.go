@@ -27,7 +27,7 @@ func TestOwnPrefix(t *testing.T) {
 		{"2002:cb00:7107::1", 48, "2002:cb00:7107::/48"},                                         // 6to4: one IPv4 host's site
 		{"ff02::1", 64, "ff02::1/128"},
 	} {
-		got := OwnPrefix(netip.MustParseAddr(tc.ip), tc.bits)
+		got := OwnPrefix(netip.MustParseAddr(tc.ip), netip.Addr{}, tc.bits)
 		if got != netip.MustParsePrefix(tc.want) {
 			t.Errorf("OwnPrefix(%s, %d) = %v, want %s", tc.ip, tc.bits, got, tc.want)
 		}
@@ -41,6 +41,21 @@ func TestCheckIPv6Prefix(t *testing.T) {
 	for bits, ok := range map[int]bool{-1: false, 0: false, 1: false, 32: false, 47: false, 48: true, 64: true, 128: true, 129: false} {
 		if err := CheckIPv6Prefix(bits); (err == nil) != ok {
 			t.Errorf("CheckIPv6Prefix(%d) = %v, want ok %v", bits, err, ok)
+		}
+	}
+}
+
+// A network holding the proxy the knock came through is not granted: the
+// address alone is.
+func TestOwnPrefixBesideItsProxy(t *testing.T) {
+	client := netip.MustParseAddr("2001:db8:1:2::50")
+	for proxy, want := range map[string]string{
+		"2001:db8:1:2::10": "2001:db8:1:2::50/128",
+		"2001:db8:1:3::10": "2001:db8:1:2::/64",
+		"127.0.0.1":        "2001:db8:1:2::/64",
+	} {
+		if got := OwnPrefix(client, netip.MustParseAddr(proxy), 64); got.String() != want {
+			t.Errorf("OwnPrefix(%s, proxy %s, 64) = %s, want %s", client, proxy, got, want)
 		}
 	}
 }

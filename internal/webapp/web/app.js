@@ -5,6 +5,7 @@
 
 const KEY_STORE = "knocker.key";
 const TTL_STORE = "knocker.ttl";
+const RETURN_STORE = "knocker.return"; // sessionStorage: the last return, against loops
 const $ = (id) => document.getElementById(id);
 
 let countdownTimer = null;
@@ -74,8 +75,30 @@ function showPortal(verdict) {
 async function goBack() {
 	if (!returnTarget) return;
 	const verdict = await returnVerdict;
+	if (verdict === "allowed" && cameBackSoon(returnTarget.url.href)) {
+		// The page sent this browser back here although it just knocked:
+		// the grant does not open it (the key's scopes do not cover that
+		// site, or the site sees another address). Going back again would
+		// loop until the knock rate limit stops it.
+		$("portal-text").textContent = "The knock succeeded, but it does not open this page (the key's scopes do not cover it, or the site sees another address). You are not sent back again:";
+		$("portal").dataset.state = "looped";
+		return;
+	}
 	$("portal").dataset.state = verdict === "allowed" ? "returning" : "stayed";
 	if (verdict === "allowed") location.replace(returnTarget.url.href);
+}
+
+// cameBackSoon notes a return to href and reports whether this tab already
+// returned there within the last minute.
+function cameBackSoon(href) {
+	const now = Date.now();
+	try {
+		const last = JSON.parse(sessionStorage.getItem(RETURN_STORE) || "null");
+		sessionStorage.setItem(RETURN_STORE, JSON.stringify({ href, at: now }));
+		return Boolean(last && last.href === href && now - last.at < 60000);
+	} catch {
+		return false; // storage disabled: no loop guard, as before
+	}
 }
 
 function show(id, visible) { $(id).hidden = !visible; }
