@@ -121,6 +121,11 @@ func TestRunKeepsAnIPv6Network(t *testing.T) {
 	}
 	p.addr6.Store("2001:db8:41:1::a") // another network
 	waitFor(t, "a knock from the new network", func() bool { return p.count("2001:db8:41:1::a") == 1 })
+	// The proxy counts the knock when it arrives; run logs it once the
+	// answer is back. Stopping before that would lose the line.
+	waitFor(t, "the new network's grant in the log", func() bool {
+		return strings.Contains(out.String(), "whitelisted 2001:db8:41:1::/64 for 1h")
+	})
 	if code := stop(); code != exitOK {
 		t.Fatalf("exit code %d\n%s", code, out.String())
 	}
