@@ -226,14 +226,21 @@ func (a *App) Cleanup() error {
 
 // allowed reports whether ip holds an active grant. It fails closed.
 func (a *App) allowed(ip netip.Addr, now int64) bool {
-	s := a.run.st.Load()
-	if s == nil {
-		var err error
-		if s, err = a.openStore(); err != nil {
-			return false
-		}
+	s := a.liveStore()
+	return s != nil && s.Allowed(ip, now)
+}
+
+// liveStore is the open store, opening it if need be; nil if it cannot be
+// opened (every decision on it then fails closed).
+func (a *App) liveStore() *store.Store {
+	if s := a.run.st.Load(); s != nil {
+		return s
 	}
-	return s.Allowed(ip, now)
+	s, err := a.openStore()
+	if err != nil {
+		return nil
+	}
+	return s
 }
 
 // Knocked reports whether ip holds an active grant that admits scope: a
@@ -250,14 +257,8 @@ func (a *App) allowedIn(ip netip.Addr, scope string, now int64) bool {
 	if scope == "" {
 		return a.allowed(ip, now)
 	}
-	s := a.run.st.Load()
-	if s == nil {
-		var err error
-		if s, err = a.openStore(); err != nil {
-			return false
-		}
-	}
-	return s.AllowedIn(ip, scope, now)
+	s := a.liveStore()
+	return s != nil && s.AllowedIn(ip, scope, now)
 }
 
 // clockOffset shifts the clock in tests, and clockFrozen (unix ns), when
