@@ -38,6 +38,12 @@ type request struct {
 	scopes   []string // canonical; the committer interns them into key.set
 	fn       func()
 
+	// A replicated change (see Change): it is marked Remote in events,
+	// bypasses the entry limits and keeps the grant's recorded times.
+	remote           bool
+	created, renewed int64
+	oneSet           bool // reqRevoke: only the entry of scopes
+
 	// Results, written by the committer before done is closed.
 	result  GrantResult
 	revoked []Entry // reqRevoke, reqRevokeOwner
@@ -197,13 +203,20 @@ func (s *Store) plan(r *request) {
 	switch r.kind {
 	case reqGrant:
 		s.planGrant(r)
-	case reqRevoke: // every scope set's entry of the prefix
+	case reqRevoke: // every scope set's entry of the prefix, or one
+		only, known := s.lookupSet(r.scopes)
+		if r.oneSet && !known {
+			return
+		}
 		for id := range s.setTable().sets {
 			k := r.key
 			k.set = scopeSetID(id)
+			if r.oneSet && k.set != only {
+				continue
+			}
 			if exp, had := s.current(k); had {
 				e := s.entry(k, exp)
-				s.stage(k, Event{Kind: Removed, Entry: e}, entryMeta{})
+				s.stage(k, Event{Kind: Removed, Entry: e, Remote: r.remote}, entryMeta{})
 				r.revoked = append(r.revoked, e)
 			}
 		}
@@ -252,6 +265,13 @@ func (s *Store) planGrant(r *request) {
 	r.key.set = s.internSet(r.scopes)
 	prev, had := s.current(r.key)
 	id := w.own.intern(r.owner)
+	if r.remote && had && prev == r.expires && s.ownerOf(r.key) == id {
+		// A replicated grant this store already holds (its own knock
+		// coming back, or a second delivery): nothing to write or tell.
+		r.result.Entry = s.entry(r.key, prev)
+		r.result.Previous = prev
+		return
+	}
 	gains := !had || s.ownerOf(r.key) != id // id holds one entry more afterwards
 	var victims []keyExp
 	var victimOwners []ownerID
@@ -272,7 +292,7 @@ func (s *Store) planGrant(r *request) {
 			take(it, o)
 		}
 	}
-	if !had {
+	if !had && !r.remote { // a replicated grant was bounded where it was made
 		limit := r.limit
 		if limit == 0 {
 			limit = int(s.maxEntries.Load())
@@ -313,8 +333,11 @@ func (s *Store) planGrant(r *request) {
 		if r.client.IsValid() {
 			m.client = r.client.Unmap().As16()
 		}
+		if r.remote && r.created != 0 {
+			m.created, m.renewed = r.created, max(r.renewed, r.created)
+		}
 	}
-	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires, Scopes: s.setScopes(r.key.set)}}
+	ev := Event{Kind: Added, Entry: Entry{Prefix: r.prefix, Expires: r.expires, Scopes: s.setScopes(r.key.set)}, Remote: r.remote}
 	w.own.fill(&ev.Entry, m)
 	if had {
 		ev.Kind, ev.Previous = Extended, prev

@@ -44,6 +44,9 @@ type Event struct {
 	// Evicted marks a Removed entry that a grant evicted to make room
 	// (MaxEntries or the owner's MaxOwned) rather than a revocation.
 	Evicted bool
+	// Remote marks a change applied from elsewhere (a cluster peer's
+	// grant, revocation or eviction, see Apply) rather than made here.
+	Remote bool
 }
 
 // subscribers is a copy-on-write list, so that delivering an event takes no

@@ -150,6 +150,9 @@ func (r *recorder) take() []string {
 		if ev.Evicted {
 			s += " evicted"
 		}
+		if ev.Remote {
+			s += " remote"
+		}
 		out = append(out, s)
 	}
 	r.events = nil

@@ -433,24 +433,13 @@ type GrantOptions struct {
 
 // GrantWith is Grant with options.
 func (s *Store) GrantWith(p netip.Prefix, expires int64, opts GrantOptions) (GrantResult, error) {
-	if err := CanonicalPrefix(p); err != nil {
-		return GrantResult{}, err
+	if expires <= 0 { // 0 would ask changeRequest for a removal
+		return GrantResult{}, fmt.Errorf("%w: expiry %d is not in the future", ErrInvalid, expires)
 	}
-	if now := s.now().Unix(); expires <= now || expires <= 0 {
-		return GrantResult{}, fmt.Errorf("%w: expiry %d is not in the future (now %d)", ErrInvalid, expires, now)
-	}
-	if opts.MaxEntries < 0 || opts.MaxOwned < 0 {
-		return GrantResult{}, fmt.Errorf("%w: negative MaxEntries %d or MaxOwned %d", ErrInvalid, opts.MaxEntries, opts.MaxOwned)
-	}
-	if err := CheckOwnerName(opts.Owner); err != nil {
-		return GrantResult{}, err
-	}
-	scopes, err := CheckScopes(opts.Scopes)
+	r, err := s.changeRequest(&Change{Prefix: p, Scopes: opts.Scopes, Expires: expires, Options: opts})
 	if err != nil {
 		return GrantResult{}, err
 	}
-	r := &request{kind: reqGrant, prefix: p, key: keyOf(p), expires: expires, limit: opts.MaxEntries,
-		owner: opts.Owner, client: opts.Client, maxOwned: opts.MaxOwned, mayEvict: opts.MayEvict, scopes: scopes}
 	if err := s.submit(r); err != nil {
 		return GrantResult{}, err
 	}
