@@ -1,0 +1,176 @@
+package natscluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/caddy-knocker/knocker/cluster"
+)
+
+// Connection tuning. The client's defaults suit long-lived services that
+// may lag; a gate must notice a dead link in seconds: ping every 2s and
+// give up after two unanswered pings, and retry forever with a short,
+// bounded backoff.
+const (
+	pingInterval   = 2 * time.Second
+	maxPingsOut    = 2
+	connectTimeout = 2 * time.Second
+	minBackoff     = 50 * time.Millisecond
+	maxBackoff     = 2 * time.Second
+)
+
+// Open starts connecting; it does not wait for a server.
+func (n *NATS) Open(l *zap.Logger) error {
+	d := n.d
+	d.log = l.Named("nats")
+	opts := []nats.Option{
+		nats.Name("knocker " + n.cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.CustomReconnectDelay(backoff),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
+		nats.Timeout(connectTimeout),
+		nats.ReconnectBufSize(-1), // a publish while disconnected fails at once: when_down decides
+		nats.ConnectHandler(func(c *nats.Conn) { d.connected(c, false) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { d.connected(c, true) }),
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) { d.disconnected(err) }),
+	}
+	switch {
+	case n.Creds != "":
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	case n.User != "":
+		opts = append(opts, nats.UserInfo(n.User, n.password))
+	case n.token != "":
+		opts = append(opts, nats.Token(n.token))
+	case n.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(n.NKey)
+		if err != nil {
+			return fmt.Errorf("nkey: %v", err)
+		}
+		opts = append(opts, o)
+	}
+	if t := n.TLS; t != nil {
+		if t.CA != "" {
+			opts = append(opts, nats.RootCAs(t.CA))
+		}
+		if t.Cert != "" {
+			opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+		}
+		if t.CA == "" && t.Cert == "" {
+			opts = append(opts, nats.Secure())
+		}
+	}
+	nc, err := nats.Connect(strings.Join(n.URLs, ","), opts...)
+	if err != nil {
+		return fmt.Errorf("nats: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("nats: %v", err)
+	}
+	d.mu.Lock()
+	d.nc, d.js = nc, js
+	d.stream, d.subject = "KV_"+n.Bucket, "$KV."+n.Bucket+"."
+	if !nc.IsConnected() {
+		d.err = errors.New("connecting to " + strings.Join(n.URLs, ", "))
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// backoff is the reconnect delay: doubling from 50ms to 2s, with jitter so
+// that nodes do not reconnect in step.
+func backoff(attempts int) time.Duration {
+	d := minBackoff << min(attempts, 6)
+	d = min(d, maxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// connected wakes Follow: waiting for a connection, or, after a
+// reconnect, to replace a consumer that may have died with the old one.
+func (d *driver) connected(c *nats.Conn, again bool) {
+	what := "NATS connected"
+	ch := d.up
+	if again {
+		what, ch = "NATS reconnected", d.reconnected
+	}
+	d.log.Info(what, zap.String("server", c.ConnectedUrlRedacted()), zap.String("server_version", c.ConnectedServerVersion()))
+	for _, c := range []chan struct{}{d.up, ch} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (d *driver) disconnected(err error) {
+	d.mu.Lock()
+	d.bucketID = "" // check it again after reconnecting: the server may be another
+	if err != nil {
+		d.err = fmt.Errorf("disconnected: %v", err)
+	} else {
+		d.err = errors.New("disconnected")
+	}
+	d.mu.Unlock()
+	select {
+	case <-d.closed:
+	default:
+		d.log.Warn("NATS disconnected: gates keep serving the last known grants", zap.Error(err))
+	}
+}
+
+// Put publishes value under key with a per-message TTL: a plain KV put
+// would drop a key's TTL, so a re-knock would never expire in the bucket.
+func (n *NATS) Put(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	d := n.d
+	d.mu.Lock()
+	nc, js, ready := d.nc, d.js, d.bucketID != ""
+	d.mu.Unlock()
+	if nc == nil || !nc.IsConnected() || !ready {
+		return 0, cluster.ErrDown
+	}
+	ttl = max(ttl.Round(time.Second), time.Second)
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: d.subject + key, Data: value},
+		jetstream.WithMsgTTL(ttl), jetstream.WithExpectStream(d.stream))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// Status reports the connection.
+func (n *NATS) Status() cluster.Status {
+	d := n.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := cluster.Status{Pending: d.pending.Load(), Err: d.err}
+	if d.nc != nil && d.nc.IsConnected() && d.bucketID != "" {
+		st.Connected, st.Server, st.Err = true, d.nc.ConnectedUrlRedacted(), nil
+	}
+	return st
+}
+
+// Close stops following and disconnects.
+func (n *NATS) Close() error {
+	d := n.d
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		d.mu.Lock()
+		nc := d.nc
+		d.mu.Unlock()
+		if nc != nil {
+			nc.Close()
+		}
+	})
+	return nil
+}
