@@ -180,6 +180,8 @@ func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusBadRequest, "ttl: want a positive number of seconds")
 	case req.TTL > knockapi.MaxTTL:
 		return apiError(http.StatusBadRequest, "ttl: "+knockapi.MsgTTLTooLarge)
+	case a.repl != nil && req.TTL > a.clusterMaxTTL:
+		return apiError(http.StatusBadRequest, fmt.Sprintf("ttl: at most %d seconds in cluster mode (the largest max_ttl of the keys: the other nodes cap grants there)", a.clusterMaxTTL))
 	case req.Scopes != nil && len(req.Scopes) == 0:
 		return apiError(http.StatusBadRequest, "scopes: list at least one scope, or leave scopes out for full access")
 	}
@@ -198,21 +200,17 @@ func (a *App) adminGrant(w http.ResponseWriter, r *http.Request) error {
 			return apiError(http.StatusInternalServerError, err.Error())
 		}
 	}
-	s, err := a.openStore()
-	var res store.GrantResult
-	if err == nil {
-		res, err = s.GrantWith(p, expires, store.GrantOptions{
-			MaxEntries: a.MaxEntries,
-			Owner:      adminGrantKey,
-			MayEvict:   func(string) bool { return true },
-			Scopes:     scopes,
-		})
-	}
+	res, err := a.storeGrant(r.Context(), p, expires, store.GrantOptions{
+		MaxEntries: a.MaxEntries,
+		Owner:      adminGrantKey,
+		MayEvict:   func(string) bool { return true },
+		Scopes:     scopes,
+	})
 	if err != nil {
 		if undo != nil {
 			undo()
 		}
-		if errors.Is(err, store.ErrFull) {
+		if errors.Is(err, store.ErrFull) || clusterDown(err) {
 			return apiError(http.StatusServiceUnavailable, err.Error())
 		}
 		return apiError(http.StatusInternalServerError, err.Error())
@@ -233,11 +231,10 @@ func (a *App) adminRevoke(w http.ResponseWriter, escaped string) error {
 	if err != nil {
 		return apiError(http.StatusBadRequest, fmt.Sprintf("entry %q: %v", raw, err))
 	}
-	s, err := a.openStore()
-	if err != nil {
+	n, err := a.revoke(p)
+	if errors.Is(err, store.ErrClosed) {
 		return apiError(http.StatusServiceUnavailable, err.Error())
 	}
-	n, err := s.Revoke(p)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, err.Error())
 	}
@@ -253,11 +250,10 @@ func (a *App) adminRevokeKey(w http.ResponseWriter, q url.Values) error {
 	if name == "" {
 		return apiError(http.StatusBadRequest, "want DELETE "+grantsPath+"/<entry> or "+grantsPath+"?key=NAME")
 	}
-	s, err := a.openStore()
-	if err != nil {
+	revoked, err := a.revokeOwner(name)
+	if errors.Is(err, store.ErrClosed) {
 		return apiError(http.StatusServiceUnavailable, err.Error())
 	}
-	revoked, err := s.RevokeOwner(name)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, err.Error())
 	}

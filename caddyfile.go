@@ -51,6 +51,21 @@ func init() {
 //			port    <port>/<tcp|udp>
 //			monitor <cidr...>
 //		}
+//		cluster nats {
+//			url       <url...>
+//			secret    <secret>
+//			bucket    <name>
+//			node      <name>
+//			replicas  <n>
+//			creds <file> | user <u> password <p> | token <t> | nkey <file>
+//			tls {
+//				ca   <file>
+//				cert <file>
+//				key  <file>
+//			}
+//			when_down refuse|local
+//			timeout   <duration>
+//		}
 //	}
 //
 // Repeated knocker blocks are merged.
@@ -120,6 +135,19 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.FirewallRaw = caddyconfig.JSONModuleObject(fw, "backend", "firewalld", nil)
+		case "cluster":
+			if a.ClusterRaw != nil {
+				return d.Errf("cluster: specified more than once")
+			}
+			if !d.NextArg() {
+				return d.Errf("cluster: name the driver, e.g. cluster nats { ... }")
+			}
+			driver := d.Val()
+			mod, err := caddyfile.UnmarshalModule(d, "knocker.cluster."+driver)
+			if err != nil {
+				return d.Errf("cluster %s: %v", driver, err)
+			}
+			a.ClusterRaw = caddyconfig.JSONModuleObject(mod, "driver", driver, nil)
 		case "rate_limit":
 			if a.RateLimit == nil {
 				a.RateLimit = new(RateLimit)

@@ -226,6 +226,9 @@ func eventData(ev store.Event) map[string]any {
 	if len(ev.Entry.Scopes) > 0 { // absent: full access
 		data["scopes"] = strings.Join(ev.Entry.Scopes, ",")
 	}
+	if ev.Remote { // absent: made on this node
+		data["origin"] = "cluster"
+	}
 	switch ev.Kind {
 	case store.Extended:
 		data["previous_expires_at"] = ev.Previous

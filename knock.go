@@ -216,6 +216,11 @@ func (k *Knock) answerKnock(w http.ResponseWriter, r *http.Request, presented st
 	}
 	resp, apiErr := k.knock(r, presented, client, &res, ts)
 	res.Settle(apiErr == nil)
+	if apiErr != nil && k.app.repl != nil {
+		if until, full := k.app.limiter.FailuresFull(client.actor, ts, k.app.limits); full {
+			k.app.banEverywhere(k.app.limiter.Key(client.actor), until)
+		}
+	}
 	if apiErr != nil {
 		if apiErr.Status == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", strconv.FormatInt(apiErr.RetryAfter, 10))
@@ -298,10 +303,15 @@ func (k *Knock) knock(r *http.Request, presented string, client resolvedClient, 
 			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusInternalServerError, knockapi.MsgInternal)
 		}
 	}
-	granted, err := k.app.grant(target, expires, key, ip)
+	granted, err := k.app.grant(r.Context(), target, expires, key, ip)
 	if err != nil {
 		if undo != nil {
 			undo()
+		}
+		if clusterDown(err) {
+			k.logger.Error("knock refused: the cluster engine did not acknowledge it (when_down refuse)",
+				zap.Stringer("client_ip", ip), zap.String("entry", store.FormatPrefix(target)), zap.String("key", key.Name), zap.Error(err))
+			return knockapi.KnockResponse{}, knockapi.NewError(http.StatusServiceUnavailable, knockapi.MsgClusterDown)
 		}
 		if errors.Is(err, store.ErrFull) {
 			k.logger.Warn("knock refused: the whitelist is full of grants this key may not evict (see max_entries, max_grants)",

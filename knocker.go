@@ -9,6 +9,7 @@
 package knocker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-knocker/knocker/cluster"
 	"github.com/caddy-knocker/knocker/firewall"
 	"github.com/caddy-knocker/knocker/internal/keyring"
 	"github.com/caddy-knocker/knocker/internal/knockapi"
@@ -58,14 +60,21 @@ type App struct {
 	// network level for the knocked address: a knocker.firewall module,
 	// named by "backend" (firewalld; see the firewall package).
 	FirewallRaw json.RawMessage `json:"firewall,omitempty" caddy:"namespace=knocker.firewall inline_key=backend"`
+	// ClusterRaw, when set, shares the whitelist with other Caddy nodes: a
+	// knocker.cluster module, named by "driver" (nats; see the cluster
+	// package and docs/cluster.md).
+	ClusterRaw json.RawMessage `json:"cluster,omitempty" caddy:"namespace=knocker.cluster inline_key=driver"`
 
 	keys    keyring.Ring
 	path    string
 	limits  limiter.Limits
 	limiter *limiter.Limiter
-	fw      firewall.Backend // nil without a firewall
-	logger  *zap.Logger
-	run     *appState // nil until Provision
+	fw      firewall.Backend    // nil without a firewall
+	repl    *cluster.Replicator // nil without a cluster
+
+	clusterMaxTTL int64 // the largest max_ttl, which caps cluster grants
+	logger        *zap.Logger
+	run           *appState // nil until Provision
 }
 
 // appState is what the app holds at run time, behind a pointer so that the
@@ -136,6 +145,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.registerMetrics(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if err := a.provisionCluster(ctx); err != nil {
+		return err
+	}
 	return a.provisionFirewall(ctx)
 }
 
@@ -166,6 +178,9 @@ func (a *App) Start() error {
 	if err != nil {
 		return err
 	}
+	if err := a.startCluster(s); err != nil {
+		return err
+	}
 	if a.fw != nil {
 		if err := a.fw.Start(firewall.Whitelist{Store: s, Path: a.path}); err != nil {
 			return fmt.Errorf("firewall %s: %w", caddy.GetModuleName(a.fw), err)
@@ -179,14 +194,19 @@ func (a *App) Start() error {
 }
 
 // Stop hands emitting events over to the previous config, if one still
-// runs, and stops the firewall backend, which leaves its rules in place.
+// runs, stops following the cluster, and stops the firewall backend, which
+// leaves its rules in place.
 // The store stays open: the next config, or Cleanup, decides its fate.
 func (a *App) Stop() error {
 	a.stopEvents()
-	if a.fw != nil {
-		return a.fw.Stop()
+	var errs []error
+	if a.repl != nil {
+		errs = append(errs, a.repl.Stop())
 	}
-	return nil
+	if a.fw != nil {
+		errs = append(errs, a.fw.Stop())
+	}
+	return errors.Join(errs...)
 }
 
 // Cleanup releases this config's hold on the store and limiter; the last
@@ -272,15 +292,12 @@ func now() time.Time {
 	return time.Now().Add(time.Duration(clockOffset.Load()))
 }
 
-// grant whitelists p until expires, durably, as a grant of key.
-func (a *App) grant(p netip.Prefix, expires int64, key *keyring.Key, client netip.Addr) (store.GrantResult, error) {
-	s, err := a.openStore()
-	if err != nil {
-		return store.GrantResult{}, err
-	}
+// grant whitelists p until expires, durably (and with a cluster, once the
+// engine acknowledged it), as a grant of key.
+func (a *App) grant(ctx context.Context, p netip.Prefix, expires int64, key *keyring.Key, client netip.Addr) (store.GrantResult, error) {
 	// This config's bounds, per grant: a config that never commits (a
 	// failed reload) must not leave its limit on the shared store.
-	return s.GrantWith(p, expires, store.GrantOptions{
+	return a.storeGrant(ctx, p, expires, store.GrantOptions{
 		MaxEntries: a.MaxEntries,
 		Owner:      key.Name,
 		Client:     client,
@@ -326,6 +343,11 @@ func (a *App) ready() (reason string, err error) {
 	}
 	if err != nil {
 		return "Whitelist storage not accessible", err
+	}
+	if a.repl != nil {
+		if err := a.repl.Ready(); err != nil {
+			return "Cluster not ready: " + err.Error(), err
+		}
 	}
 	if a.fw != nil {
 		if err := a.firewallReady(); err != nil {

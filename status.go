@@ -60,12 +60,13 @@ func (k *Knock) serveReady(w http.ResponseWriter, r *http.Request) {
 	if !allowGet(w, r) {
 		return
 	}
+	cl := k.app.clusterStatus()
 	if reason, err := k.app.ready(); err != nil {
 		k.logger.Warn("not ready", zap.String("reason", reason), zap.Error(err))
-		knockapi.WriteJSON(w, http.StatusServiceUnavailable, knockapi.HealthResponse{Status: "unhealthy", Error: reason})
+		knockapi.WriteJSON(w, http.StatusServiceUnavailable, knockapi.HealthResponse{Status: "unhealthy", Error: reason, Cluster: cl})
 		return
 	}
-	knockapi.WriteJSON(w, http.StatusOK, knockapi.HealthResponse{Status: "ok"})
+	knockapi.WriteJSON(w, http.StatusOK, knockapi.HealthResponse{Status: "ok", Cluster: cl})
 }
 
 func allowGet(w http.ResponseWriter, r *http.Request) bool {

@@ -20,6 +20,8 @@ type Change struct {
 	// no change at all.
 	Remote           bool
 	Created, Renewed int64
+	// Evicted marks a removal as an eviction made elsewhere (Event.Evicted).
+	Evicted bool
 
 	// Results, set by Apply.
 	Result  GrantResult
@@ -76,7 +78,7 @@ func (s *Store) changeRequest(c *Change) (*request, error) {
 		return nil, err
 	}
 	if c.Expires == 0 {
-		return &request{kind: reqRevoke, prefix: c.Prefix, key: keyOf(c.Prefix), scopes: scopes, oneSet: true, remote: c.Remote}, nil
+		return &request{kind: reqRevoke, prefix: c.Prefix, key: keyOf(c.Prefix), scopes: scopes, oneSet: true, remote: c.Remote, evicted: c.Evicted}, nil
 	}
 	o := c.Options
 	if now := s.now().Unix(); c.Expires <= now || c.Expires < 0 {

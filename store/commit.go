@@ -43,6 +43,7 @@ type request struct {
 	remote           bool
 	created, renewed int64
 	oneSet           bool // reqRevoke: only the entry of scopes
+	evicted          bool // reqRevoke: the removal is an eviction made elsewhere
 
 	// Results, written by the committer before done is closed.
 	result  GrantResult
@@ -216,7 +217,7 @@ func (s *Store) plan(r *request) {
 			}
 			if exp, had := s.current(k); had {
 				e := s.entry(k, exp)
-				s.stage(k, Event{Kind: Removed, Entry: e, Remote: r.remote}, entryMeta{})
+				s.stage(k, Event{Kind: Removed, Entry: e, Remote: r.remote, Evicted: r.evicted}, entryMeta{})
 				r.revoked = append(r.revoked, e)
 			}
 		}

@@ -48,6 +48,22 @@ type StatusResponse struct {
 type HealthResponse struct {
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Cluster is the cluster state, in cluster mode (/ready only).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is a node's cluster state, as /ready shows it.
+type ClusterStatus struct {
+	Node      string `json:"node"`
+	Connected bool   `json:"connected"`
+	// Synced: the node has caught up with the shared whitelist once.
+	Synced bool `json:"synced"`
+	// Revision is the last bucket revision applied here; Lag is how many
+	// changes the engine holds that this node has not received yet.
+	Revision uint64 `json:"revision"`
+	Lag      uint64 `json:"lag"`
+	// Unpublished counts this node's records waiting for the engine.
+	Unpublished int `json:"unpublished"`
 }
 
 // PortalResponse is the body of /knock/portal: the hosts the web app may

@@ -42,6 +42,7 @@ type Limiter struct {
 	buckets   map[bucketKey][]int64
 	peak      int // most buckets held since buckets was made
 	lastPrune int64
+	bans      map[netip.Addr]int64 // by rate-limit key: other nodes' bans (bans.go)
 }
 
 // New returns an empty limiter.
@@ -87,6 +88,11 @@ func (l *Limiter) record(actor netip.Addr, o Outcome, now int64, lim Limits) (bo
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pruneLocked(now, lim.Window)
+	if o == Failure {
+		if retry, banned := l.bannedLocked(rateLimitKey(actor), now); banned {
+			return false, retry
+		}
+	}
 	limit := lim.PerKind[o]
 	if limit == 0 {
 		return true, 0
@@ -134,6 +140,11 @@ func (l *Limiter) pruneLocked(now, window int64) {
 	l.lastPrune = now
 	for k := range l.buckets {
 		l.live(k, now, window)
+	}
+	for k, until := range l.bans {
+		if until <= now {
+			delete(l.bans, k)
+		}
 	}
 	if l.peak >= shrinkFrom && len(l.buckets) <= l.peak/4 {
 		m := make(map[bucketKey][]int64, len(l.buckets))
