@@ -19,10 +19,15 @@ import (
 func TestExamples(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	secrets := []string{"example-admin-secret-0123456789", "example-phone-secret-0123456789", "example-own-secret-0123456789"}
+	secrets := []string{"example-admin-secret-0123456789", "example-phone-secret-0123456789", "example-own-secret-0123456789",
+		"example-cluster-secret-0123456789abcdef", "example-nats-password-0123456789"}
 	t.Setenv("KNOCKER_ADMIN_KEY", secrets[0])
 	t.Setenv("KNOCKER_PHONE_KEY", secrets[1])
 	t.Setenv("KNOCKER_KEY", secrets[2]) // the variable the quickstart tells users to set
+	t.Setenv("KNOCKER_CLUSTER_SECRET", secrets[3])
+	t.Setenv("KNOCKER_NATS_PASSWORD", secrets[4])
+	t.Setenv("KNOCKER_NATS_URL", "nats://127.0.0.1:4222")
+	t.Setenv("KNOCKER_NODE", "home")
 
 	configs := map[string][]byte{}
 	caddyfiles, _ := filepath.Glob("examples/*.Caddyfile")

@@ -63,7 +63,9 @@ func (c *Config) Resolve(repl *caddy.Replacer) (Resolved, error) {
 		return r, fmt.Errorf("secret: %d characters, at least %d needed (caddy knocker keygen makes one)", len(secret), minSecret)
 	}
 	r.Secret = []byte(secret)
-	r.Node = c.Node
+	if r.Node, err = repl.ReplaceOrErr(c.Node, true, true); err != nil {
+		return r, fmt.Errorf("node: %v", err)
+	}
 	if r.Node == "" {
 		host, _ := os.Hostname()
 		id, err := caddy.InstanceID()

@@ -43,33 +43,39 @@ func (n *NATS) Open(l *zap.Logger) error {
 		nats.ConnectHandler(func(c *nats.Conn) { d.connected(c, false) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { d.connected(c, true) }),
 		nats.DisconnectErrHandler(func(c *nats.Conn, err error) { d.disconnected(err) }),
+		// Asynchronous errors (a permissions violation, a slow consumer)
+		// go to Caddy's log, not to standard error.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			d.log.Error("NATS error", zap.Error(err))
+		}),
 	}
+	f := n.files
 	switch {
-	case n.Creds != "":
-		opts = append(opts, nats.UserCredentials(n.Creds))
-	case n.User != "":
-		opts = append(opts, nats.UserInfo(n.User, n.password))
+	case f.creds != "":
+		opts = append(opts, nats.UserCredentials(f.creds))
+	case f.user != "":
+		opts = append(opts, nats.UserInfo(f.user, n.password))
 	case n.token != "":
 		opts = append(opts, nats.Token(n.token))
-	case n.NKey != "":
-		o, err := nats.NkeyOptionFromSeed(n.NKey)
+	case f.nkey != "":
+		o, err := nats.NkeyOptionFromSeed(f.nkey)
 		if err != nil {
 			return fmt.Errorf("nkey: %v", err)
 		}
 		opts = append(opts, o)
 	}
-	if t := n.TLS; t != nil {
-		if t.CA != "" {
-			opts = append(opts, nats.RootCAs(t.CA))
+	if n.TLS != nil {
+		if f.ca != "" {
+			opts = append(opts, nats.RootCAs(f.ca))
 		}
-		if t.Cert != "" {
-			opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+		if f.cert != "" {
+			opts = append(opts, nats.ClientCert(f.cert, f.key))
 		}
-		if t.CA == "" && t.Cert == "" {
+		if f.ca == "" && f.cert == "" {
 			opts = append(opts, nats.Secure())
 		}
 	}
-	nc, err := nats.Connect(strings.Join(n.URLs, ","), opts...)
+	nc, err := nats.Connect(strings.Join(n.urls, ","), opts...)
 	if err != nil {
 		return fmt.Errorf("nats: %v", err)
 	}
@@ -82,7 +88,7 @@ func (n *NATS) Open(l *zap.Logger) error {
 	d.nc, d.js = nc, js
 	d.stream, d.subject = "KV_"+n.Bucket, "$KV."+n.Bucket+"."
 	if !nc.IsConnected() {
-		d.err = errors.New("connecting to " + strings.Join(n.URLs, ", "))
+		d.err = errors.New("connecting to " + strings.Join(n.urls, ", "))
 	}
 	d.mu.Unlock()
 	return nil

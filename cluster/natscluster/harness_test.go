@@ -80,6 +80,7 @@ type node struct {
 	evMu     sync.Mutex
 	log      []store.Event
 	whenDown string
+	auth     func(*NATS) // sets credentials, if any
 	cancel   func()
 }
 
@@ -110,6 +111,9 @@ func (n *node) start() {
 		}
 	})
 	n.mod = &NATS{Config: cluster.Config{Secret: testSecret, Node: n.name, WhenDown: n.whenDown}, URLs: []string{n.url}}
+	if n.auth != nil {
+		n.auth(n.mod)
+	}
 	if err := n.mod.Provision(caddy.Context{Context: context.Background()}); err != nil {
 		t.Fatal(err)
 	}

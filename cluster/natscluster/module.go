@@ -53,10 +53,15 @@ type NATS struct {
 	TLS *TLS `json:"tls,omitempty"`
 
 	cfg      cluster.Resolved
+	urls     []string // resolved
+	files    files    // resolved
 	password string
 	token    string
 	d        *driver
 }
+
+// files are the resolved user name and file paths.
+type files struct{ user, creds, nkey, ca, cert, key string }
 
 // TLS names the files for TLS to NATS.
 type TLS struct {
@@ -89,9 +94,26 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 	if len(n.URLs) == 0 {
 		return fmt.Errorf("url: at least one NATS server URL is required, e.g. nats://127.0.0.1:4222")
 	}
-	for _, u := range n.URLs {
-		if err := checkURL(u); err != nil {
-			return fmt.Errorf("url: %q: %v", u, err)
+	n.urls = make([]string, len(n.URLs))
+	for i, raw := range n.URLs {
+		u, err := repl.ReplaceOrErr(raw, true, true)
+		if err == nil {
+			err = checkURL(u)
+		}
+		if err != nil {
+			return fmt.Errorf("url: %q: %v", raw, err)
+		}
+		n.urls[i] = u
+	}
+	// Placeholders ({env.NAME}) in the names and paths, as in the secrets.
+	n.files = files{user: n.User, creds: n.Creds, nkey: n.NKey}
+	if n.TLS != nil {
+		n.files.ca, n.files.cert, n.files.key = n.TLS.CA, n.TLS.Cert, n.TLS.Key
+	}
+	for field, p := range map[string]*string{"user": &n.files.user, "creds": &n.files.creds, "nkey": &n.files.nkey,
+		"tls ca": &n.files.ca, "tls cert": &n.files.cert, "tls key": &n.files.key} {
+		if *p, err = repl.ReplaceOrErr(*p, true, true); err != nil {
+			return fmt.Errorf("%s: %v", field, err)
 		}
 	}
 	if n.Bucket == "" {
