@@ -26,36 +26,65 @@ func (a *App) provisionCluster(ctx caddy.Context) error {
 	if a.ClusterRaw == nil {
 		return nil
 	}
-	v, err := ctx.LoadModule(a, "ClusterRaw")
+	raw, err := ctx.LoadModule(a, "ClusterRaw")
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	mod, ok := v.(cluster.Module)
+	mod, ok := raw.(cluster.Module)
 	if !ok {
-		return fmt.Errorf("cluster: module %T is not a cluster driver", v)
+		return fmt.Errorf("cluster: module %T is not a cluster driver", raw)
 	}
 	var maxTTL int64
 	for i := range a.keys {
 		maxTTL = max(maxTTL, a.keys[i].MaxTTL)
 	}
 	a.clusterMaxTTL = maxTTL
-	a.repl, err = cluster.New(cluster.Options{
-		Config: mod.ClusterConfig(),
-		Driver: mod,
-		Logger: a.logger.Named("cluster"),
-		MaxTTL: maxTTL,
-		OnBan: func(actor netip.Addr, until int64) {
-			a.limiter.Ban(actor, until)
-		},
-		Observer: clusterObserver,
+	// A reload that keeps the cluster config keeps its replicator: one
+	// connection, no second catch-up, one writer of the store. The key
+	// holds what the replicator was made from; the secret is in it as
+	// configured (a placeholder, as a rule), and never leaves the process.
+	a.replKey = fmt.Sprintf("%s\x00%d\x00%s", store.ResolvePath(a.path), maxTTL, a.ClusterRaw)
+	limiter := a.limiter
+	v, _, err := replicators.LoadOrNew(a.replKey, func() (caddy.Destructor, error) {
+		r, err := cluster.New(cluster.Options{
+			Config:   mod.ClusterConfig(),
+			Driver:   mod,
+			Logger:   a.logger.Named("cluster"),
+			MaxTTL:   maxTTL,
+			OnBan:    limiter.Ban,
+			Observer: clusterObserver,
+		})
+		return pooledReplicator{r}, err
 	})
 	if err != nil {
+		a.replKey = ""
 		return fmt.Errorf("cluster: %w", err)
 	}
+	a.repl = v.(pooledReplicator).Replicator
 	if err := a.registerClusterMetrics(ctx); err != nil {
 		return fmt.Errorf("cluster: metrics: %w", err)
 	}
 	return nil
+}
+
+// replicators holds the running replicators, shared by the configs of one
+// whitelist and cluster config across reloads; the last config to let go
+// stops it.
+var replicators = caddy.NewUsagePool()
+
+type pooledReplicator struct{ *cluster.Replicator }
+
+func (p pooledReplicator) Destruct() error { return p.Stop() }
+
+// releaseCluster lets go of this config's replicator (Cleanup).
+func (a *App) releaseCluster() error {
+	if a.replKey == "" {
+		return nil
+	}
+	key := a.replKey
+	a.replKey = ""
+	_, err := replicators.Delete(key)
+	return err
 }
 
 // startCluster starts replicating s; without a cluster it forgets any

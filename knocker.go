@@ -71,6 +71,7 @@ type App struct {
 	limiter *limiter.Limiter
 	fw      firewall.Backend    // nil without a firewall
 	repl    *cluster.Replicator // nil without a cluster
+	replKey string              // its key in replicators, while held
 
 	clusterMaxTTL int64 // the largest max_ttl, which caps cluster grants
 	logger        *zap.Logger
@@ -194,19 +195,16 @@ func (a *App) Start() error {
 }
 
 // Stop hands emitting events over to the previous config, if one still
-// runs, stops following the cluster, and stops the firewall backend, which
-// leaves its rules in place.
+// runs, and stops the firewall backend, which leaves its rules in place.
 // The store stays open: the next config, or Cleanup, decides its fate.
 func (a *App) Stop() error {
 	a.stopEvents()
-	var errs []error
-	if a.repl != nil {
-		errs = append(errs, a.repl.Stop())
-	}
+	// The replicator runs on: the next config (a reload) keeps it, and
+	// Cleanup stops it when no config needs it any more.
 	if a.fw != nil {
-		errs = append(errs, a.fw.Stop())
+		return a.fw.Stop()
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Cleanup releases this config's hold on the store and limiter; the last
@@ -216,10 +214,13 @@ func (a *App) Cleanup() error {
 		return nil
 	}
 	a.stopEvents() // a config that failed after starting is not stopped
+	var errs []error
+	if err := a.releaseCluster(); err != nil { // before the store closes: the replicator writes to it
+		errs = append(errs, fmt.Errorf("cluster: %v", err))
+	}
 	a.run.mu.Lock()
 	defer a.run.mu.Unlock()
 	a.run.released = true
-	var errs []error
 	if a.run.acquired {
 		a.run.acquired = false
 		// The pointer stays: requests of this config may still be in

@@ -65,7 +65,9 @@ type Replicator struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	kick      chan struct{}
+	runMu     sync.Mutex // guards started and stopped
 	started   bool
+	stopped   bool
 
 	pendMu  sync.Mutex
 	pending map[string]*pendingRecord
@@ -108,8 +110,20 @@ func New(opts Options) (*Replicator, error) {
 
 // Start replicates st (whose snapshot file is whitelistPath): it opens the
 // driver and follows the bucket. It returns without waiting for the
-// engine.
+// engine. Starting a started replicator does nothing (configs share one
+// across reloads), a stopped one is an error.
 func (r *Replicator) Start(st *store.Store, whitelistPath string) error {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	switch {
+	case r.stopped:
+		return errors.New("cluster: replicator already stopped")
+	case r.started:
+		if st != r.st {
+			return errors.New("cluster: replicator started on another whitelist")
+		}
+		return nil
+	}
 	r.st = st
 	r.statePath = whitelistPath + stateSuffix
 	r.a.init(r)
@@ -131,10 +145,13 @@ func (r *Replicator) Start(st *store.Store, whitelistPath string) error {
 // published yet are dropped: the local store has them, and the next
 // catch-up reconciles.
 func (r *Replicator) Stop() error {
-	if !r.started {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	if !r.started || r.stopped {
+		r.stopped = true
 		return nil
 	}
-	r.started = false
+	r.stopped = true
 	err := r.drv.Close() // ends Follow
 	close(r.stop)
 	r.wg.Wait()

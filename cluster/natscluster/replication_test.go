@@ -133,12 +133,15 @@ func TestForgedRecordAdmitsNobody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := netip.MustParsePrefix("203.0.113.5/32")
-	key := cluster.GrantKey(p, nil)
-	other := []byte(`{"v":1,"op":"grant","entry":"203.0.113.5/32","expires":` + fmt.Sprint(time.Now().Unix()+600) + `,"node":"evil","time":1}`)
-	for _, value := range [][]byte{
-		append([]byte("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"), other...), // a wrong signature
-		other, // none
+	p, q := netip.MustParsePrefix("203.0.113.5/32"), netip.MustParsePrefix("203.0.113.7/32")
+	body := func(p netip.Prefix) []byte {
+		return []byte(`{"v":1,"op":"grant","entry":"` + p.String() + `","expires":` + fmt.Sprint(time.Now().Unix()+600) + `,"node":"evil","time":1}`)
+	}
+	// Two keys: a second value under one key could replace the first in
+	// the bucket (history 1) before a node reads it.
+	for key, value := range map[string][]byte{
+		cluster.GrantKey(p, nil): append([]byte("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"), body(p)...), // a wrong signature
+		cluster.GrantKey(q, nil): body(q), // none
 	} {
 		if _, err := kv.Put(context.Background(), key, value); err != nil {
 			t.Fatal(err)
@@ -151,7 +154,7 @@ func TestForgedRecordAdmitsNobody(t *testing.T) {
 	}
 	b.waitFor("the genuine grant", propagation, allowed("203.0.113.6"))
 	for _, n := range []*node{a, b} {
-		if n.st.Allowed(p.Addr(), time.Now().Unix()) {
+		if n.st.Allowed(p.Addr(), time.Now().Unix()) || n.st.Allowed(q.Addr(), time.Now().Unix()) {
 			t.Errorf("%s admits a forged record's address", n.name)
 		}
 		if n.forged.Load() != 2 {
