@@ -216,7 +216,9 @@ func (k *Knock) answerKnock(w http.ResponseWriter, r *http.Request, presented st
 	}
 	resp, apiErr := k.knock(r, presented, client, &res, ts)
 	res.Settle(apiErr == nil)
-	if apiErr != nil && k.app.repl != nil {
+	// A client's own failure that fills its window bans it on every node;
+	// a server's (5xx: the engine, the disk) bans nobody elsewhere.
+	if apiErr != nil && apiErr.Status < 500 && k.app.repl != nil {
 		if until, full := k.app.limiter.FailuresFull(client.actor, ts, k.app.limits); full {
 			k.app.banEverywhere(k.app.limiter.Key(client.actor), until)
 		}

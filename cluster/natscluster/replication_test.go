@@ -141,7 +141,7 @@ func TestForgedRecordAdmitsNobody(t *testing.T) {
 	// the bucket (history 1) before a node reads it.
 	for key, value := range map[string][]byte{
 		cluster.GrantKey(p, nil): append([]byte("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"), body(p)...), // a wrong signature
-		cluster.GrantKey(q, nil): body(q), // none
+		cluster.GrantKey(q, nil): body(q),                                                                                        // none
 	} {
 		if _, err := kv.Put(context.Background(), key, value); err != nil {
 			t.Fatal(err)
