@@ -126,6 +126,16 @@ func TestClusterModeThroughCaddy(t *testing.T) {
 		t.Errorf("/ready: %v, want the cluster state (node caddy, connected, synced)", ready)
 	}
 
+	m := scrapeMetrics(t)
+	for name, want := range map[string]float64{
+		"caddy_knocker_cluster_connected": 1, "caddy_knocker_cluster_synced": 1, "caddy_knocker_cluster_unpublished": 0,
+		"caddy_knocker_cluster_propagation_seconds_count": 1, // the peer's grant
+	} {
+		if got, ok := m.samples[name]; !ok || got < want || want == 0 && got != 0 {
+			t.Errorf("/metrics %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+
 	// A ban from the peer refuses the client here, with a good key.
 	peer.r.Ban(netip.MustParseAddr(ip(9)), time.Now().Unix()+60)
 	waitUntil(t, "the peer's ban holds here", func() bool {
