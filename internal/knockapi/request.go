@@ -34,7 +34,7 @@ const (
 	MsgInternal        = "Internal server error: whitelist persistence or firewall configuration failed."
 	MsgFirewallBusy    = "Firewall mutation capacity is unavailable."
 	MsgWhitelistFull   = "Whitelist is full."
-	MsgClusterDown     = "Cluster engine unavailable: knock not shared with the other nodes; try again."
+	MsgClusterDown     = "Cluster engine unavailable: the knock was not confirmed; try again."
 	MsgUnavailable     = "Knock service is not ready."
 	MsgMethod          = "Method not allowed."
 	MsgNotFound        = "Not found."
