@@ -42,6 +42,7 @@ type item struct {
 	// Results, set before done is closed.
 	result  store.GrantResult
 	removed []store.Entry
+	last    map[string]uint64 // the revision applied of each key changed, before
 	err     error
 	done    chan struct{}
 }
@@ -73,6 +74,7 @@ type snapshot struct {
 }
 
 const (
+	maxBan        = 3600 // seconds: a ban record lasts at most this long here
 	maxApplyBatch = 512
 	maxForgedLogs = 1024
 	pruneEvery    = 10 * time.Minute
@@ -146,6 +148,13 @@ func (a *applier) run() {
 			}
 		case itemSnapshot:
 			a.flush()
+			// A snapshot holds the newest record of every key: each is
+			// decided afresh, so that none is skipped as applied before
+			// (an interrupted snapshot, or another bucket's revisions)
+			// and then missing from seen. This node's knocks from here on
+			// are touched: the reconcile leaves them alone.
+			clear(a.applied)
+			a.r.followRev.Store(0)
 			a.snap = &snapshot{bucket: it.bucket, seen: map[string]bool{}, touched: map[string]bool{}}
 		case itemSynced:
 			a.flush()
@@ -154,8 +163,10 @@ func (a *applier) run() {
 			a.flush()
 			it.removed, it.err = it.exec(a.r.st)
 			now := a.r.nowMilli()
+			it.last = make(map[string]uint64, len(it.removed))
 			for _, e := range it.removed {
 				k := GrantKey(e.Prefix, e.Scopes)
+				it.last[k] = a.applied[k].rev
 				a.applied[k] = keyState{rev: a.applied[k].rev, time: now, expires: e.Expires}
 				a.touch(k)
 			}
@@ -184,6 +195,10 @@ func (a *applier) flush() {
 		if o := a.owner[i]; o >= 0 {
 			it := a.batch[o]
 			it.result, it.err = c.Result, cerr
+			for _, e := range c.Result.Evicted {
+				k := GrantKey(e.Prefix, e.Scopes)
+				it.last[k] = a.applied[k].rev
+			}
 			close(it.done)
 		} else if cerr != nil && !errors.Is(cerr, store.ErrClosed) {
 			a.r.log.Error("applying a cluster change to the local whitelist failed; the next catch-up corrects it",
@@ -201,7 +216,7 @@ func (a *applier) touch(key string) {
 
 // local queues this node's own grant.
 func (a *applier) local(i int, it *item) {
-	if u, ok := a.parked[it.key]; ok && u.Revision <= it.rev {
+	if u, ok := a.parked[it.key]; ok && (it.rev == 0 || u.Revision <= it.rev) {
 		delete(a.parked, it.key)
 	}
 	if st, ok := a.applied[it.key]; ok && it.rev != 0 && st.rev > it.rev {
@@ -210,6 +225,7 @@ func (a *applier) local(i int, it *item) {
 		close(it.done)
 		return
 	}
+	it.last = map[string]uint64{it.key: a.applied[it.key].rev}
 	a.applied[it.key] = keyState{rev: max(it.rev, a.applied[it.key].rev), time: it.rec.Time, expires: it.rec.Expires}
 	a.touch(it.key)
 	a.queue = append(a.queue, it.change)
@@ -233,8 +249,12 @@ func (a *applier) update(u Update) {
 	if known && st.rev >= u.Revision {
 		return // this node's own record, or one already applied
 	}
+	pendingAt, pending := r.pendingTime(u.Key)
 	if u.Deleted {
 		a.applied[u.Key] = keyState{rev: u.Revision, time: st.time, expires: st.expires}
+		if pending {
+			return // this node's deferred change of the key comes after it
+		}
 		if p, scopes, ok := parseGrantKey(u.Key); ok {
 			a.remote(store.Change{Prefix: p, Scopes: scopes, Remote: true})
 		}
@@ -245,12 +265,21 @@ func (a *applier) update(u Update) {
 		a.reject(u, err)
 		return
 	}
+	if pending && rec.Time < pendingAt {
+		// This node changed the key later, during an outage: that record
+		// is published over this one (publishDeferred).
+		a.applied[u.Key] = keyState{rev: u.Revision, time: rec.Time, expires: rec.Expires}
+		return
+	}
 	if rec.Node == r.cfg.Node && rec.Op == OpGrant && r.flying(u.Key) {
 		a.parked[u.Key] = u // the knock stores it itself, with its bounds
 		return
 	}
-	if known && rec.Time < st.time {
-		r.log.Warn("ignoring a cluster record older than the one applied for its key (replayed?)",
+	// Revisions order the records; the time only catches a record put
+	// back from long ago (a replay by someone with write access to the
+	// bucket), so clocks may differ by up to Skew.
+	if known && rec.Time < st.time-Skew.Milliseconds() {
+		r.log.Warn("ignoring a cluster record much older than the one applied for its key (replayed?)",
 			zap.String("bucket_key", u.Key), zap.Uint64("revision", u.Revision), zap.String("node", rec.Node))
 		return
 	}
@@ -282,19 +311,16 @@ func (a *applier) update(u Update) {
 			c.Options.Owner = rec.KeyName
 		}
 		c.Options.Client, _ = netip.ParseAddr(rec.Client)
-		if c.Created == 0 {
-			c.Created = c.Renewed
+		a.remote(c) // without Created (a knock's record), the store keeps the entry's own
+	case OpBan:
+		if rec.Node != r.cfg.Node && r.opts.OnBan != nil && rec.Expires > now.Unix() {
+			addr, _ := netip.ParseAddr(rec.Entry)
+			r.opts.OnBan(addr, min(rec.Expires, now.Unix()+maxBan))
 		}
-		a.remote(c)
 	case OpRemove:
 		p, _ := store.ParseEntryKey(rec.Entry)
 		scopes, _ := store.CheckScopes(rec.Scopes)
 		a.remote(store.Change{Prefix: p, Scopes: scopes, Remote: true, Evicted: rec.Reason == ReasonEvicted})
-	case OpBan:
-		if rec.Node != r.cfg.Node && r.opts.OnBan != nil && rec.Expires > now.Unix() {
-			addr, _ := netip.ParseAddr(rec.Entry)
-			r.opts.OnBan(addr, rec.Expires)
-		}
 	}
 }
 
@@ -362,7 +388,7 @@ func (a *applier) reconcile(s *snapshot, joined bool) error {
 		if g.Client.IsValid() {
 			rec.Client = g.Client.String()
 		}
-		r.enqueue(k, seal(r.cfg.Secret, k, rec), g.Expires)
+		r.enqueue(k, rec, seal(r.cfg.Secret, k, rec), 0, false) // never over a record the bucket has
 		migrated++
 	}
 	removed := len(a.queue)

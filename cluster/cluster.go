@@ -34,6 +34,12 @@ type Driver interface {
 	// it durably. It fails at once, wrapping ErrDown, when the engine is
 	// unreachable, and when ctx ends first.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) (revision uint64, err error)
+	// PutIfLast is Put while key's newest revision is last (0: the key
+	// holds nothing); otherwise it fails wrapping ErrConflict.
+	PutIfLast(ctx context.Context, key string, value []byte, ttl time.Duration, last uint64) (revision uint64, err error)
+	// Latest returns key's newest value and its revision (nil and 0 when
+	// it holds nothing; a nil value with a revision for a delete marker).
+	Latest(ctx context.Context, key string) (value []byte, revision uint64, err error)
 	// Follow delivers the bucket to f until Close, from f.Resume(): a
 	// full snapshot (Snapshot, one Change per live key, Synced) when it
 	// returns 0 or the bucket is not the one it names, else every change
@@ -90,5 +96,9 @@ type Status struct {
 	Err error
 }
 
-// ErrDown is wrapped by Put when the engine is unreachable.
-var ErrDown = errors.New("cluster engine unreachable")
+var (
+	// ErrDown is wrapped by Put when the engine is unreachable.
+	ErrDown = errors.New("cluster engine unreachable")
+	// ErrConflict is wrapped by PutIfLast when the key changed meanwhile.
+	ErrConflict = errors.New("cluster: the key changed meanwhile")
+)

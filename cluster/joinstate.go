@@ -36,12 +36,18 @@ func (r *Replicator) saveJoin(bucket string) error {
 		return nil
 	}
 	b, _ := json.Marshal(joinState{Bucket: bucket})
-	tmp := r.statePath + ".tmp"
+	return writeFileSync(r.statePath, append(b, '\n'))
+}
+
+// writeFileSync replaces path with b durably: a temporary file, fsync,
+// rename, fsync of the directory.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -49,13 +55,13 @@ func (r *Replicator) saveJoin(bucket string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, r.statePath)
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(r.statePath)); err == nil {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()
 		d.Close()
 	}
@@ -65,6 +71,7 @@ func (r *Replicator) saveJoin(bucket string) error {
 // Leave forgets that the whitelist at whitelistPath joined a cluster: a
 // config without a cluster calls it when it starts.
 func Leave(whitelistPath string) (bool, error) {
+	os.Remove(whitelistPath + pendingSuffix) // records for a cluster it no longer follows
 	err := os.Remove(whitelistPath + stateSuffix)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil

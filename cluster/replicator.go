@@ -68,9 +68,11 @@ type Replicator struct {
 	runMu     sync.Mutex // guards started and stopped
 	started   bool
 	stopped   bool
+	sendMu    sync.RWMutex // orders sends to the applier against Stop
+	closed    bool         // guarded by sendMu: the applier is gone
 
 	pendMu  sync.Mutex
-	pending map[string]*pendingRecord
+	pending map[string]*pendingRecord // by key; the durable ones also on disk (pending.go)
 
 	flightMu sync.Mutex
 	inFlight map[string]int // keys of this node's grants being published
@@ -127,6 +129,7 @@ func (r *Replicator) Start(st *store.Store, whitelistPath string) error {
 	r.st = st
 	r.statePath = whitelistPath + stateSuffix
 	r.a.init(r)
+	r.loadPending()
 	if err := r.drv.Open(r.log); err != nil {
 		return err
 	}
@@ -153,6 +156,9 @@ func (r *Replicator) Stop() error {
 	}
 	r.stopped = true
 	err := r.drv.Close() // ends Follow
+	r.sendMu.Lock()      // waits for sends in progress: the applier still takes them
+	r.closed = true
+	r.sendMu.Unlock()
 	close(r.stop)
 	r.wg.Wait()
 	return err
@@ -227,32 +233,34 @@ func (r *Replicator) Grant(ctx context.Context, p netip.Prefix, expires int64, o
 	value := seal(r.cfg.Secret, key, rec)
 	change := store.Change{Prefix: p, Scopes: opts.Scopes, Expires: expires, Options: opts}
 	r.flight(key, 1)
-	defer r.flight(key, -1)
 	rev, err := r.put(ctx, key, value, expires)
 	if err != nil {
 		// The engine may have stored it all the same (an ack lost): if its
-		// echo came, the applier applies it now.
+		// echo came, the applier applies it now, and a later one is not
+		// held back any more.
+		r.flight(key, -1)
 		r.send(&item{kind: itemUnpark, key: key})
 		if r.cfg.WhenDown != Local {
 			return store.GrantResult{}, err
 		}
-		res, err := r.applyLocal(key, rec, 0, change)
+		res, last, err := r.applyLocal(key, rec, 0, change)
 		if err == nil {
-			r.enqueue(key, value, expires)
+			r.enqueue(key, rec, value, last[key], true)
 			r.log.Warn("cluster engine unreachable: granted on this node only, to be published when it is back (when_down local)",
 				zap.String("entry", rec.Entry), zap.String("key", rec.KeyName))
-			r.removeEverywhere(res.Evicted, ReasonEvicted)
+			r.removeEverywhere(res.Evicted, ReasonEvicted, last)
 		}
 		return res, err
 	}
-	res, err := r.applyLocal(key, rec, rev, change)
+	res, last, err := r.applyLocal(key, rec, rev, change)
+	r.flight(key, -1)
 	if err != nil {
 		// Published but refused here (the whitelist is full of entries the
 		// key may not evict, or the disk failed): take it back everywhere.
-		r.removeEverywhere([]store.Entry{{Prefix: p, Scopes: opts.Scopes, Expires: expires}}, ReasonRevoked)
+		r.removeEverywhere([]store.Entry{{Prefix: p, Scopes: opts.Scopes, Expires: expires}}, ReasonRevoked, map[string]uint64{key: rev})
 		return res, err
 	}
-	r.removeEverywhere(res.Evicted, ReasonEvicted)
+	r.removeEverywhere(res.Evicted, ReasonEvicted, last)
 	return res, nil
 }
 
@@ -318,17 +326,19 @@ func (r *Replicator) revokeWith(fn func(*store.Store) ([]store.Entry, error)) ([
 	if it.err != nil {
 		return nil, it.err
 	}
-	r.removeEverywhere(it.removed, ReasonRevoked)
+	r.removeEverywhere(it.removed, ReasonRevoked, it.last)
 	return it.removed, nil
 }
 
-// removeEverywhere publishes tombstones for entries removed here.
-func (r *Replicator) removeEverywhere(entries []store.Entry, reason string) {
+// removeEverywhere publishes tombstones for entries removed here; last
+// holds the revision of each entry's key this node had applied then.
+func (r *Replicator) removeEverywhere(entries []store.Entry, reason string, last map[string]uint64) {
+	offline := !r.drv.Status().Connected
 	for _, e := range entries {
 		rec := &Record{Op: OpRemove, Entry: store.FormatPrefix(e.Prefix), Scopes: e.Scopes, Expires: e.Expires,
 			Reason: reason, Node: r.cfg.Node, Time: r.nowMilli()}
 		key := GrantKey(e.Prefix, e.Scopes)
-		r.enqueue(key, seal(r.cfg.Secret, key, rec), e.Expires)
+		r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), last[key], offline)
 	}
 }
 
@@ -337,25 +347,29 @@ func (r *Replicator) removeEverywhere(entries []store.Entry, reason string) {
 func (r *Replicator) Ban(actor netip.Addr, until int64) {
 	rec := &Record{Op: OpBan, Entry: actor.String(), Expires: until, Node: r.cfg.Node, Time: r.nowMilli()}
 	key := BanKey(actor)
-	r.enqueue(key, seal(r.cfg.Secret, key, rec), until)
+	r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), 0, false)
 }
 
 // applyLocal stores this node's own change, in order with the cluster's.
-func (r *Replicator) applyLocal(key string, rec *Record, rev uint64, c store.Change) (store.GrantResult, error) {
+// last holds the revision this node had applied of key and of each key
+// the grant evicted, before the change.
+func (r *Replicator) applyLocal(key string, rec *Record, rev uint64, c store.Change) (store.GrantResult, map[string]uint64, error) {
 	it := item{kind: itemLocal, key: key, rec: rec, rev: rev, change: c, done: make(chan struct{})}
 	if err := r.send(&it); err != nil {
-		return store.GrantResult{}, err
+		return store.GrantResult{}, nil, err
 	}
 	<-it.done
-	return it.result, it.err
+	return it.result, it.last, it.err
 }
 
-// send hands it to the applier.
+// send hands it to the applier, or fails with ErrClosed once the
+// replicator stopped: an item sent then would never be answered.
 func (r *Replicator) send(it *item) error {
-	select {
-	case r.in <- it:
-		return nil
-	case <-r.stop:
+	r.sendMu.RLock()
+	defer r.sendMu.RUnlock()
+	if r.closed {
 		return store.ErrClosed
 	}
+	r.in <- it // the applier runs until closed is set
+	return nil
 }

@@ -88,7 +88,7 @@ func (n *NATS) Open(l *zap.Logger) error {
 	d.nc, d.js = nc, js
 	d.stream, d.subject = "KV_"+n.Bucket, "$KV."+n.Bucket+"."
 	if !nc.IsConnected() {
-		d.err = errors.New("connecting to " + strings.Join(n.urls, ", "))
+		d.err = errors.New("connecting") // no URL: it is shown on the public /ready
 	}
 	d.mu.Unlock()
 	return nil
@@ -138,6 +138,10 @@ func (d *driver) disconnected(err error) {
 // Put publishes value under key with a per-message TTL: a plain KV put
 // would drop a key's TTL, so a re-knock would never expire in the bucket.
 func (n *NATS) Put(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return n.put(ctx, key, value, ttl)
+}
+
+func (n *NATS) put(ctx context.Context, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) (uint64, error) {
 	d := n.d
 	d.mu.Lock()
 	nc, js, ready := d.nc, d.js, d.bucketID != ""
@@ -146,12 +150,48 @@ func (n *NATS) Put(ctx context.Context, key string, value []byte, ttl time.Durat
 		return 0, cluster.ErrDown
 	}
 	ttl = max(ttl.Round(time.Second), time.Second)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: d.subject + key, Data: value},
-		jetstream.WithMsgTTL(ttl), jetstream.WithExpectStream(d.stream))
+	opts = append(opts, jetstream.WithMsgTTL(ttl), jetstream.WithExpectStream(d.stream))
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: d.subject + key, Data: value}, opts...)
 	if err != nil {
 		return 0, err
 	}
 	return ack.Sequence, nil
+}
+
+// PutIfLast is Put while key's newest revision is last.
+func (n *NATS) PutIfLast(ctx context.Context, key string, value []byte, ttl time.Duration, last uint64) (uint64, error) {
+	rev, err := n.put(ctx, key, value, ttl, jetstream.WithExpectLastSequencePerSubject(last))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, fmt.Errorf("%w: %v", cluster.ErrConflict, err)
+	}
+	return rev, err
+}
+
+// Latest returns key's newest value and revision.
+func (n *NATS) Latest(ctx context.Context, key string) ([]byte, uint64, error) {
+	d := n.d
+	d.mu.Lock()
+	js, ready := d.js, d.bucketID != ""
+	d.mu.Unlock()
+	if !ready {
+		return nil, 0, cluster.ErrDown
+	}
+	s, err := js.Stream(ctx, d.stream)
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, d.subject+key)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, err
+	case isMarker(m.Header):
+		return nil, m.Sequence, nil
+	}
+	return m.Data, m.Sequence, nil
 }
 
 // Status reports the connection.
@@ -166,11 +206,19 @@ func (n *NATS) Status() cluster.Status {
 	return st
 }
 
-// Close stops following and disconnects.
+// Close stops following and disconnects. It waits (a bounded time) for
+// Follow to end first, so that its consumer is deleted while the
+// connection is still up.
 func (n *NATS) Close() error {
 	d := n.d
 	d.closeOnce.Do(func() {
 		close(d.closed)
+		if d.following.Load() {
+			select {
+			case <-d.followDone:
+			case <-time.After(2 * connectTimeout):
+			}
+		}
 		d.mu.Lock()
 		nc := d.nc
 		d.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +33,8 @@ const (
 // Follow delivers the bucket to f until Close.
 func (n *NATS) Follow(f cluster.Follower) {
 	d := n.d
+	d.following.Store(true)
+	defer close(d.followDone)
 	attempt := 0
 	for {
 		began := time.Now()
@@ -45,6 +48,9 @@ func (n *NATS) Follow(f cluster.Follower) {
 			attempt = 0
 		}
 		d.setErr(err)
+		d.mu.Lock()
+		d.bucketID = "" // look at the stream again: it may have been made anew
+		d.mu.Unlock()
 		if attempt == 0 || attempt%20 == 0 {
 			d.log.Warn("following the cluster bucket stopped; resuming", zap.Error(err), zap.Int("attempt", attempt+1))
 		}
@@ -110,6 +116,12 @@ func (d *driver) followOnce(f cluster.Follower) error {
 	if !snapshot {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from+1
 	}
+	if snapshot {
+		// Before the consumer exists: every knock acknowledged from here
+		// on is either in the snapshot or known to the follower as made
+		// during it.
+		f.Snapshot(id)
+	}
 	cctx, ccancel := context.WithTimeout(ctx, connectTimeout)
 	cons, err := js.CreateConsumer(cctx, d.stream, cfg)
 	ccancel()
@@ -123,15 +135,15 @@ func (d *driver) followOnce(f cluster.Follower) error {
 		js.DeleteConsumer(dctx, d.stream, name) // best effort: the server drops it when inactive anyway
 	}()
 
-	if snapshot {
-		f.Snapshot(id)
-	}
+	// Caught up once the changes pending when the consumer was made are
+	// delivered (under constant writes, pending may never reach 0).
+	initial := cons.CachedInfo().NumPending
 	synced := false
-	if cons.CachedInfo().NumPending == 0 {
+	if initial == 0 {
 		synced = true
 		f.Synced()
 	}
-	d.pending.Store(cons.CachedInfo().NumPending)
+	d.pending.Store(initial)
 	errc := make(chan error, 1)
 	fail := func(err error) {
 		select {
@@ -139,8 +151,16 @@ func (d *driver) followOnce(f cluster.Follower) error {
 		default:
 		}
 	}
-	var lastSeq uint64
+	// Once this consumer is given up, its handler may still run (Stop does
+	// not wait for it, and deliveries may be buffered): it must deliver
+	// nothing more, so that the next consumer's changes are the only ones.
+	var active atomic.Bool
+	active.Store(true)
+	var lastSeq, delivered uint64
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if !active.Load() {
+			return
+		}
 		md, err := m.Metadata()
 		if err != nil {
 			fail(err)
@@ -158,7 +178,7 @@ func (d *driver) followOnce(f cluster.Follower) error {
 			Deleted:  isMarker(m.Headers()),
 		})
 		d.pending.Store(md.NumPending)
-		if !synced && md.NumPending == 0 {
+		if delivered++; !synced && (md.NumPending == 0 || delivered >= initial) {
 			synced = true
 			f.Synced()
 		}
@@ -167,7 +187,14 @@ func (d *driver) followOnce(f cluster.Follower) error {
 	if err != nil {
 		return fmt.Errorf("consuming the bucket: %v", err)
 	}
-	defer cc.Stop()
+	defer func() {
+		active.Store(false)
+		cc.Stop()
+		select { // let a handler in progress return (it may be waiting on the applier)
+		case <-cc.Closed():
+		case <-time.After(time.Second):
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		return nil

@@ -101,7 +101,7 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 			err = checkURL(u)
 		}
 		if err != nil {
-			return fmt.Errorf("url: %q: %v", raw, err)
+			return fmt.Errorf("url: %q: %v", redacted(raw), err)
 		}
 		n.urls[i] = u
 	}
@@ -149,7 +149,7 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 	if n.TLS != nil && (n.TLS.Cert == "") != (n.TLS.Key == "") {
 		return fmt.Errorf("tls: cert and key: give both or neither")
 	}
-	n.d = &driver{n: n, reconnected: make(chan struct{}, 1), up: make(chan struct{}, 1), closed: make(chan struct{})}
+	n.d = &driver{n: n, reconnected: make(chan struct{}, 1), up: make(chan struct{}, 1), closed: make(chan struct{}), followDone: make(chan struct{})}
 	return nil
 }
 
@@ -164,6 +164,14 @@ func resolveSecret(repl *caddy.Replacer, field, v string) (string, error) {
 	return strings.TrimRight(s, "\r\n"), nil
 }
 
+// redacted is raw without a password, for errors.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
+}
+
 func checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -176,6 +184,11 @@ func checkURL(raw string) error {
 	}
 	if u.Host == "" {
 		return fmt.Errorf("no host")
+	}
+	if u.User != nil {
+		// It would show in logs and errors: the credentials have their own
+		// fields, which may be placeholders.
+		return fmt.Errorf("credentials in the URL: use user and password (or token) instead")
 	}
 	return nil
 }
@@ -195,6 +208,8 @@ type driver struct {
 	bucketID    string // set once the bucket is checked; "" when not
 	err         error  // why not usable, if not
 	pending     atomic.Uint64
+	following   atomic.Bool // Follow runs; followDone closes when it returns
+	followDone  chan struct{}
 	reconnected chan struct{} // a reconnect happened
 	up          chan struct{} // a connection is up
 	closed      chan struct{}
