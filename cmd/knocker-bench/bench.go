@@ -70,6 +70,7 @@ type results struct {
 	ReloadChecks []string
 	Checks       []string // functional checks that passed
 	Micro        *microResult
+	Cluster      *clusterResult // the cluster part, if it ran
 	Profiles     []*profileResult
 	ErrorLogs    map[string]int // Caddy log lines at level error, per Caddy run
 	MainCaddy    string         // the Caddyfile of the request-path run
@@ -121,9 +122,16 @@ func newBench(ctx context.Context, o *options) (*bench, error) {
 	b.key = "bench-" + hex.EncodeToString(raw)
 
 	b.ports = portSet(o.portBase, 0)
-	for _, port := range b.ports.list() {
+	used := b.ports.list()
+	if o.phase("cluster") {
+		used = append(used, natsPort(o.portBase))
+		for i := 1; i <= 3; i++ {
+			used = append(used, portSet(o.portBase, i).list()...)
+		}
+	}
+	for _, port := range used {
 		if !portFree(port) {
-			return nil, fmt.Errorf("loopback port %d is in use; choose other ports with -port-base (BENCH_PORT_BASE); the run uses base..base+3 and base+9", port)
+			return nil, fmt.Errorf("loopback port %d is in use; choose other ports with -port-base (BENCH_PORT_BASE); the run uses base..base+3 and base+9, and for the cluster part base+8 and base+10..base+39", port)
 		}
 	}
 	if err := checkGrantGenerator(max(o.grantsOther, o.grantsBig, o.grantsSmall)); err != nil {
@@ -401,6 +409,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if b.o.phase("reload") {
 		if err := b.reload(ctx, files["bigclient"]); err != nil {
+			return err
+		}
+	}
+	if b.o.phase("cluster") {
+		if err := b.clusterMode(ctx, files); err != nil {
 			return err
 		}
 	}
