@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bench.sh - the load benchmark, one command:
-#   installs wrk (as root, from Debian's packages), builds cmd/caddy with
-#   -trimpath, runs cmd/knocker-bench, which starts Caddy on 127.0.0.1 only,
+#   installs wrk (as root, from Debian's packages), builds cmd/caddy and
+#   nats-server (the version go.mod pins) with -trimpath, runs
+#   cmd/knocker-bench, which starts Caddy (and nats-server) on 127.0.0.1 only,
 #   measures (a) unprotected, (b) knocker whitelisted, (c) knocker deny path,
-#   (d) forward_auth -> /verify, durable knocks, start-up, memory and reload,
-#   and writes BENCHMARKS.md and BENCHMARKS.svg at the repository root.
+#   (d) forward_auth -> /verify, durable knocks, start-up, memory, reload and
+#   cluster mode, and writes BENCHMARKS.md and BENCHMARKS.svg at the
+#   repository root.
 #
 # Knobs (environment; defaults in brackets):
 #   BENCH_DURATION [10s]  measured time of each wrk run (whole seconds)
@@ -16,10 +18,12 @@
 #   BENCH_MICRO [1]       0 skips the Go micro-benchmarks
 #   BENCH_MICRO_BENCHTIME [300ms]
 #   BENCH_PPROF [auto]    CPU profile during case (b): on, off, auto (if a goal is missed)
-#   BENCH_PORT_BASE [18400]  loopback ports base..base+3 and base+9
+#   BENCH_PORT_BASE [18400]  loopback ports base..base+3 and base+9; the
+#                         cluster part also base+8 and base+10..base+39
 #   BENCH_OUT             keep raw outputs there (default: a new dir under $TMPDIR)
 # Extra arguments are passed to knocker-bench (scripts/bench.sh -h lists them).
 # Quick check of the tooling:  BENCH_DURATION=3s BENCH_ROUNDS=1 scripts/bench.sh
+# One part only (no BENCHMARKS.md written):  scripts/bench.sh -phases cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +42,10 @@ fi
 build=$(mktemp -d "${TMPDIR:-/tmp}/knocker-bench-build-XXXXXX")
 trap 'rm -rf "$build"' EXIT
 
-echo "bench.sh: building cmd/caddy and cmd/knocker-bench (-trimpath) into $build"
+echo "bench.sh: building cmd/caddy, nats-server and cmd/knocker-bench (-trimpath) into $build"
 go build -trimpath -o "$build/caddy" ./cmd/caddy
+# The cluster part's engine: the nats-server module go.mod pins.
+go build -trimpath -o "$build/nats-server" github.com/nats-io/nats-server/v2
 go build -trimpath -o "$build/knocker-bench" ./cmd/knocker-bench
 
 # The invocation, as BENCHMARKS.md records it.
@@ -55,6 +61,7 @@ case "${BENCH_MICRO:-1}" in 0|false|no|off) micro=false ;; esac
 
 args=(
 	-caddy "$build/caddy"
+	-nats-server "$build/nats-server"
 	-repo "$PWD"
 	-command "$cmdline"
 	-tmp "$build"

@@ -5,9 +5,9 @@
 // It starts a Caddy binary built with the plugin on loopback only, drives it
 // with wrk, and writes BENCHMARKS.md and BENCHMARKS.svg at the repository
 // root. Run it through scripts/bench.sh (or `make bench`), which installs wrk,
-// builds Caddy and passes the binary:
+// builds Caddy and nats-server and passes the binaries:
 //
-//	go run ./cmd/knocker-bench -caddy /path/to/caddy
+//	go run ./cmd/knocker-bench -caddy /path/to/caddy -nats-server /path/to/nats-server
 //
 // What it measures, in one run and with the same wrk settings:
 //
@@ -19,7 +19,12 @@
 //   - durable knocks/s with 100 and 100,000 grants stored, at concurrency 1
 //     and 32;
 //   - start-up time and resident memory with 0, 100,000 and 1,000,000 grants;
-//   - the time of a config reload (admin API /load) with 1,000,000 grants.
+//   - the time of a config reload (admin API /load) with 1,000,000 grants;
+//   - cluster mode, against a nats-server process (-nats-server) on
+//     loopback: case (b) with the cluster on vs. off, knock latency and
+//     throughput with and without it, how long a knock on one node takes to
+//     admit the client on another, and the catch-up of a node that was
+//     stopped while 10,000 grants were made.
 //
 // Every child process is killed on exit (also on Ctrl-C), every wait has a
 // deadline, and every server binds 127.0.0.1 only.
@@ -41,6 +46,7 @@ import (
 
 type options struct {
 	caddyBin    string
+	natsBin     string
 	repo        string
 	outDir      string
 	tmpParent   string
@@ -66,6 +72,8 @@ type options struct {
 	timeout     time.Duration
 	writeDoc    bool
 	phases      map[string]bool
+	propKnocks  int
+	catchup     int
 }
 
 // phase reports whether a part of the benchmark is to run.
@@ -74,11 +82,12 @@ func (o *options) phase(name string) bool { return o.phases["all"] || o.phases[n
 func parseFlags() *options {
 	o := &options{}
 	flag.StringVar(&o.caddyBin, "caddy", "", "Caddy binary built with the plugin (required; scripts/bench.sh builds it)")
+	flag.StringVar(&o.natsBin, "nats-server", "", "nats-server binary for the cluster part (scripts/bench.sh builds it from the module go.mod pins)")
 	flag.StringVar(&o.repo, "repo", ".", "repository root: BENCHMARKS.md/.svg are written there and the micro-benchmarks run there")
 	flag.StringVar(&o.outDir, "out", "", "directory for raw outputs (wrk, Caddy logs, profiles); default: a new directory under $TMPDIR, kept")
 	flag.StringVar(&o.tmpParent, "tmp", "", "parent of the work dir (whitelists, journals, Caddy data; removed at exit); default $TMPDIR. Its file system decides what an fsync costs")
 	flag.StringVar(&o.command, "command", "", "the command line to record in BENCHMARKS.md (scripts/bench.sh passes its own)")
-	flag.IntVar(&o.portBase, "port-base", 18400, "first loopback port: sites use base..base+3, the admin API base+9")
+	flag.IntVar(&o.portBase, "port-base", 18400, "first loopback port: sites use base..base+3, the admin API base+9; the cluster part also base+8 (NATS) and base+10..base+39 (three more Caddy nodes)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration of each wrk run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up wrk run before each measured run (same settings, discarded); 0 disables")
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads (-t) for the request-path cases (a)-(d)")
@@ -97,13 +106,15 @@ func parseFlags() *options {
 	flag.StringVar(&o.pprofMode, "pprof", "auto", "CPU profile of Caddy during case (b): on, off, or auto (only when a request-path goal is missed)")
 	flag.IntVar(&o.pprofSecs, "pprof-seconds", 10, "length of the CPU profile")
 	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "deadline of the whole run")
+	flag.IntVar(&o.propKnocks, "cluster-knocks", 1000, "knocks on one cluster node whose propagation to another is timed, one at a time")
+	flag.IntVar(&o.catchup, "cluster-catchup", 10_000, "grants made while a cluster node is stopped, for its catch-up")
 	flag.BoolVar(&o.writeDoc, "write", true, "write BENCHMARKS.md and BENCHMARKS.svg at -repo")
-	phases := flag.String("phases", "all", "comma-separated parts to run, for developing the benchmark: request, knock, startup, reload, micro (anything but all implies -write=false)")
+	phases := flag.String("phases", "all", "comma-separated parts to run, for developing the benchmark: request, knock, startup, reload, cluster, micro (anything but all implies -write=false)")
 	flag.Parse()
 	o.phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "all", "request", "knock", "startup", "reload", "micro":
+		case "all", "request", "knock", "startup", "reload", "cluster", "micro":
 			o.phases[p] = true
 		default:
 			fatalf("-phases: unknown part %q", p)
@@ -133,6 +144,12 @@ func parseFlags() *options {
 		fatalf("-port-base must be within 1024..65000")
 	case o.pprofMode != "on" && o.pprofMode != "off" && o.pprofMode != "auto":
 		fatalf("-pprof must be on, off or auto")
+	case o.propKnocks < 1 || o.catchup < 1:
+		fatalf("-cluster-knocks and -cluster-catchup must be >= 1")
+	case o.propKnocks > 1<<24-2 || o.catchup > 1<<24-2:
+		fatalf("-cluster-knocks and -cluster-catchup: at most %d (their addresses come from one /8 each)", 1<<24-2)
+	case o.phase("cluster") && o.natsBin == "":
+		fatalf("-nats-server is required for the cluster part (scripts/bench.sh builds it); or leave the part out: -phases request,knock,startup,reload,micro")
 	}
 	return o
 }
@@ -158,6 +175,14 @@ func main() {
 	}
 	if st, err := os.Stat(o.caddyBin); err != nil || st.IsDir() {
 		fatalf("caddy binary %s: not a file (%v)", o.caddyBin, err)
+	}
+	if o.natsBin != "" {
+		if o.natsBin, err = filepath.Abs(o.natsBin); err != nil {
+			fatalf("%v", err)
+		}
+		if st, err := os.Stat(o.natsBin); err != nil || st.IsDir() {
+			fatalf("nats-server binary %s: not a file (%v)", o.natsBin, err)
+		}
 	}
 	if o.repo, err = filepath.Abs(o.repo); err != nil {
 		fatalf("%v", err)

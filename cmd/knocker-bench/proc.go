@@ -81,8 +81,9 @@ func childAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// caddyProc is one running Caddy.
+// caddyProc is one running Caddy (or nats-server).
 type caddyProc struct {
+	what    string // "caddy" or "nats-server", for messages
 	cmd     *exec.Cmd
 	logPath string
 	logFile *os.File
@@ -94,22 +95,28 @@ type caddyProc struct {
 // startCaddy runs `caddy run` on a Caddyfile, with its data and config
 // directories under home and its output in logPath.
 func startCaddy(bin, caddyfile, home, logPath string, env []string) (*caddyProc, error) {
+	env = append([]string{
+		"XDG_DATA_HOME=" + filepath.Join(home, "data"),
+		"XDG_CONFIG_HOME=" + filepath.Join(home, "config")}, env...)
+	return startProcess("caddy", bin, []string{"run", "--config", caddyfile, "--adapter", "caddyfile"}, env, logPath)
+}
+
+// startProcess starts bin with args and env (added to this program's),
+// its output in logPath, registered for cleanup.
+func startProcess(what, bin string, args, env []string, logPath string) (*caddyProc, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run", "--config", caddyfile, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(),
-		"XDG_DATA_HOME="+filepath.Join(home, "data"),
-		"XDG_CONFIG_HOME="+filepath.Join(home, "config"))
-	cmd.Env = append(cmd.Env, env...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = childAttrs()
-	p := &caddyProc{cmd: cmd, logPath: logPath, logFile: lf, done: make(chan struct{})}
+	p := &caddyProc{what: what, cmd: cmd, logPath: logPath, logFile: lf, done: make(chan struct{})}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return nil, fmt.Errorf("starting caddy: %w", err)
+		return nil, fmt.Errorf("starting %s: %w", what, err)
 	}
 	register(cmd)
 	go func() {
@@ -131,7 +138,7 @@ func (p *caddyProc) exited() bool {
 	}
 }
 
-// logTail returns the end of Caddy's output, for error messages.
+// logTail returns the end of the process's output, for error messages.
 func (p *caddyProc) logTail() string {
 	b, err := os.ReadFile(p.logPath)
 	if err != nil {
@@ -171,7 +178,8 @@ func (p *caddyProc) waitHealthy(ctx context.Context, url string, limit time.Dura
 	}
 }
 
-// stop asks Caddy to shut down (SIGTERM), and kills it after a deadline.
+// stop asks the process to shut down (SIGTERM), and kills it after a
+// deadline.
 func (p *caddyProc) stop() {
 	defer p.logFile.Close()
 	if p.exited() {
@@ -183,12 +191,12 @@ func (p *caddyProc) stop() {
 		return
 	case <-time.After(30 * time.Second):
 	}
-	logf("caddy (pid %d) did not stop within 30s of SIGTERM: killing it", p.pid())
+	logf("%s (pid %d) did not stop within 30s of SIGTERM: killing it", p.what, p.pid())
 	_ = p.cmd.Process.Kill()
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		logf("caddy (pid %d) still not reaped after SIGKILL", p.pid())
+		logf("%s (pid %d) still not reaped after SIGKILL", p.what, p.pid())
 	}
 }
 

@@ -77,7 +77,7 @@ func (b *bench) goals() []goal {
 		goal{fmt.Sprintf("start-up with %s grants: process start to the first 200 on /ready (grants loaded; /health: %.3f s)", fmtCount(o.grantsBig), big.Health.Seconds()),
 			fmt.Sprintf("%.3f s", su.Seconds()), "≤ 1 s", su <= time.Second},
 	)
-	return g
+	return append(g, b.clusterGoals()...)
 }
 
 func (b *bench) report() error {
@@ -98,6 +98,7 @@ func (b *bench) report() error {
 		fmt.Printf("start-up with %7d grants: /health %.3f s, /ready %.3f s, VmRSS %.1f MiB, Go heap after GC %.1f MiB\n", n, x.Health.Seconds(), x.Ready.Seconds(), mib(x.RSS), mib(x.Heap))
 	}
 	fmt.Printf("reload with %d grants: median %s\n", b.o.grantsBig+1, fmtDur(medianD(b.res.Reloads)))
+	b.clusterSummary()
 	fmt.Println("goals:")
 	for _, g := range goals {
 		fmt.Printf("  %-8s %s: %s (goal %s)\n", strings.Trim(metStr(g.Met), "*"), g.What, g.Measured, g.Target)
@@ -272,6 +273,8 @@ func (b *bench) markdown(goals []goal) string {
 		fmt.Sprint(o.grantsBig+1), fmtCount(o.grantsBig), fmtDur(medianD(r.Reloads)), strings.Join(rl, ", "), r.ReloadStart.Ready.Seconds())
 	p("")
 
+	b.clusterMarkdown(p)
+
 	for _, pr := range r.Profiles {
 		p("## CPU profile of Caddy under case (%s)", pr.Case)
 		p("")
@@ -383,6 +386,6 @@ func (b *bench) markdown(goals []goal) string {
 	p("BENCH_DURATION=3s BENCH_ROUNDS=1 scripts/bench.sh   # a quick check of the tooling")
 	p("```")
 	p("")
-	p("`scripts/bench.sh` installs wrk when run as root, builds `cmd/caddy` with `-trimpath`, runs `cmd/knocker-bench` and rewrites this file and `BENCHMARKS.svg`. Knobs (environment): `BENCH_DURATION`, `BENCH_WARMUP`, `BENCH_THREADS`, `BENCH_CONNECTIONS`, `BENCH_ROUNDS`, `BENCH_STARTS`, `BENCH_RELOADS`, `BENCH_MICRO` (0 skips the Go micro-benchmarks), `BENCH_MICRO_BENCHTIME`, `BENCH_PPROF` (on/off/auto), `BENCH_PORT_BASE`, `BENCH_OUT`; extra arguments go to `knocker-bench` (`-h` lists them). Raw wrk outputs, Caddy logs and profiles of this run were kept in `%s` on the machine that ran it. All traffic stays on 127.0.0.1; timings are never asserted in tests, this report only reports.", b.out)
+	p("`scripts/bench.sh` installs wrk when run as root, builds `cmd/caddy` and nats-server (the version `go.mod` pins, for the cluster part) with `-trimpath`, runs `cmd/knocker-bench` and rewrites this file and `BENCHMARKS.svg`. Knobs (environment): `BENCH_DURATION`, `BENCH_WARMUP`, `BENCH_THREADS`, `BENCH_CONNECTIONS`, `BENCH_ROUNDS`, `BENCH_STARTS`, `BENCH_RELOADS`, `BENCH_MICRO` (0 skips the Go micro-benchmarks), `BENCH_MICRO_BENCHTIME`, `BENCH_PPROF` (on/off/auto), `BENCH_PORT_BASE`, `BENCH_OUT`; extra arguments go to `knocker-bench` (`-h` lists them). Raw wrk outputs, Caddy logs and profiles of this run were kept in `%s` on the machine that ran it. All traffic stays on 127.0.0.1; timings are never asserted in tests, this report only reports.", b.out)
 	return s.String()
 }
