@@ -110,7 +110,9 @@ func (a *App) startCluster(s *store.Store) error {
 // storeGrant stores a grant: through the cluster when there is one.
 func (a *App) storeGrant(ctx context.Context, p netip.Prefix, expires int64, opts store.GrantOptions) (store.GrantResult, error) {
 	if a.repl != nil {
-		return a.repl.Grant(ctx, p, expires, opts)
+		// A client that hangs up does not cut a grant in two (published
+		// but not stored here): the replicator's own timeout bounds it.
+		return a.repl.Grant(context.WithoutCancel(ctx), p, expires, opts)
 	}
 	s, err := a.openStore()
 	if err != nil {

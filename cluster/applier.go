@@ -62,6 +62,8 @@ type applier struct {
 	parked  map[string]Update // echoes of this node's grants in flight
 	pruneAt time.Time
 
+	cappedLogAt time.Time // when a capped expiry may be logged again
+
 	batch []*item
 	queue []store.Change
 	owner []int // queue[i] belongs to batch[owner[i]], or -1
@@ -291,8 +293,11 @@ func (a *applier) update(u Update) {
 		scopes, _ := store.CheckScopes(rec.Scopes)
 		expires := rec.Expires
 		if limit := now.Unix() + r.opts.MaxTTL + int64(Skew/time.Second); expires > limit {
-			r.log.Warn("capping a cluster grant's expiry at the largest max_ttl",
-				zap.String("entry", rec.Entry), zap.String("node", rec.Node), zap.Int64("expires_at", expires), zap.Int64("capped_at", limit))
+			if now.After(a.cappedLogAt) { // at most once a minute: a whole bucket may need it
+				a.cappedLogAt = now.Add(time.Minute)
+				r.log.Warn("capping a cluster grant's expiry at the largest max_ttl of this node's keys (do all nodes have the same keys?)",
+					zap.String("entry", rec.Entry), zap.String("node", rec.Node), zap.Int64("expires_at", expires), zap.Int64("capped_at", limit))
+			}
 			expires = limit
 		}
 		if expires <= now.Unix() {
