@@ -21,6 +21,8 @@ import (
 	"github.com/caddy-knocker/knocker/store"
 )
 
+var syncAlways = true
+
 const testSecret = "0123456789abcdef0123456789abcdef-test"
 
 // engine is an in-process nats-server with JetStream, fsyncing every
@@ -42,7 +44,7 @@ func startEngine(t testing.TB) *engine {
 func (e *engine) start() {
 	e.t.Helper()
 	opts := &server.Options{Host: "127.0.0.1", Port: e.port, JetStream: true, StoreDir: e.dir,
-		SyncAlways: true, NoSigs: true, NoLog: true}
+		SyncAlways: syncAlways, NoSigs: true, NoLog: true}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		e.t.Fatal(err)
