@@ -42,7 +42,6 @@ type item struct {
 	// Results, set before done is closed.
 	result  store.GrantResult
 	removed []store.Entry
-	last    map[string]uint64 // the revision applied of each key changed, before
 	err     error
 	done    chan struct{}
 }
@@ -165,10 +164,8 @@ func (a *applier) run() {
 			a.flush()
 			it.removed, it.err = it.exec(a.r.st)
 			now := a.r.nowMilli()
-			it.last = make(map[string]uint64, len(it.removed))
 			for _, e := range it.removed {
 				k := GrantKey(e.Prefix, e.Scopes)
-				it.last[k] = a.applied[k].rev
 				a.applied[k] = keyState{rev: a.applied[k].rev, time: now, expires: e.Expires}
 				a.touch(k)
 			}
@@ -197,10 +194,6 @@ func (a *applier) flush() {
 		if o := a.owner[i]; o >= 0 {
 			it := a.batch[o]
 			it.result, it.err = c.Result, cerr
-			for _, e := range c.Result.Evicted {
-				k := GrantKey(e.Prefix, e.Scopes)
-				it.last[k] = a.applied[k].rev
-			}
 			close(it.done)
 		} else if cerr != nil && !errors.Is(cerr, store.ErrClosed) {
 			a.r.log.Error("applying a cluster change to the local whitelist failed; the next catch-up corrects it",
@@ -227,7 +220,6 @@ func (a *applier) local(i int, it *item) {
 		close(it.done)
 		return
 	}
-	it.last = map[string]uint64{it.key: a.applied[it.key].rev}
 	a.applied[it.key] = keyState{rev: max(it.rev, a.applied[it.key].rev), time: it.rec.Time, expires: it.rec.Expires}
 	a.touch(it.key)
 	a.queue = append(a.queue, it.change)
@@ -366,6 +358,7 @@ func (a *applier) synced() {
 		r.bucketID = s.bucket
 		r.bucketMu.Unlock()
 	}
+	r.wake() // connected and caught up: publish what waits now
 	if !r.synced.Swap(true) {
 		r.log.Info("caught up with the cluster", zap.Uint64("revision", r.followRev.Load()), zap.Int("entries", r.st.Len()))
 	}
@@ -393,7 +386,7 @@ func (a *applier) reconcile(s *snapshot, joined bool) error {
 		if g.Client.IsValid() {
 			rec.Client = g.Client.String()
 		}
-		r.enqueue(k, rec, seal(r.cfg.Secret, k, rec), 0, false) // never over a record the bucket has
+		r.enqueue(k, rec, seal(r.cfg.Secret, k, rec), publishIfAbsent)
 		migrated++
 	}
 	removed := len(a.queue)

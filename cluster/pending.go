@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,25 +16,31 @@ import (
 // grants made while the engine was down, a joining whitelist's grants)
 // wait here, the latest per key, until the engine takes them.
 //
-// They were made while this node could not write (or did not wait), so a
-// peer may have changed the key since: a deferred record of a grant key
-// is published only if the bucket's newest record of the key is older (by
-// the records' times), and only over that very revision (PutIfLast), so
-// that it never overwrites a later knock or revocation. Those of grant
-// keys are also kept in a file beside the whitelist until published: a
-// revocation made during an outage survives a restart.
+// How one is published depends on when it was made:
+//   - publishNow, made while connected (a revocation, an eviction): as is,
+//     at once; the engine's revisions order it after every change it sees;
+//   - publishIfNewer, made while the engine was unreachable (or not taken
+//     at the first try): a peer may have changed the key since, so it is
+//     published only if the bucket's newest record of the key is older by
+//     the records' times, and only over that very revision (PutIfLast);
+//   - publishIfAbsent, a joining whitelist's grants: only where the bucket
+//     holds nothing for the key.
+// Those of grant keys are kept in a file beside the whitelist until
+// published: a revocation made during an outage survives a restart.
 
 type pendingRecord struct {
 	Value   []byte `json:"value"`
 	Expires int64  `json:"expires"`
 	Time    int64  `json:"time"` // the record's, unix ms
-	// Last is the key's revision this node had applied when it made the
-	// record: it is published only over that one. Offline records were
-	// made while the engine was unreachable: a change since may be older
-	// in fact, so the records' times decide instead.
-	Last    uint64 `json:"last"`
-	Offline bool   `json:"offline,omitempty"`
+	Mode    string `json:"mode"`
 }
+
+// Publishing modes (above).
+const (
+	publishNow      = "now"
+	publishIfNewer  = "if_newer"
+	publishIfAbsent = "if_absent"
+)
 
 // retryEvery is how often unpublished records are retried while the
 // engine seems up; a reconnect or a new record retries at once.
@@ -41,14 +48,32 @@ const retryEvery = time.Second
 
 const pendingSuffix = ".cluster-pending"
 
-func (r *Replicator) enqueue(key string, rec *Record, value []byte, last uint64, offline bool) {
-	p := &pendingRecord{Value: value, Expires: rec.Expires, Time: rec.Time, Last: last, Offline: offline}
-	r.pendMu.Lock()
-	r.pending[key] = p
+// pendingSet is the unpublished records of one whitelist. Replicators of
+// one whitelist share it (a reload that changes the cluster block runs two
+// for a moment), so that a record the old one makes is published by the
+// new one; each publishes what it finds, and PutIfLast keeps a record from
+// being published twice.
+type pendingSet struct {
+	mu     sync.Mutex
+	m      map[string]*pendingRecord
+	loaded bool // the file was read
+}
+
+var pendingSets sync.Map // whitelist path -> *pendingSet
+
+func pendingSetOf(whitelistPath string) *pendingSet {
+	v, _ := pendingSets.LoadOrStore(whitelistPath, &pendingSet{m: map[string]*pendingRecord{}})
+	return v.(*pendingSet)
+}
+
+func (r *Replicator) enqueue(key string, rec *Record, value []byte, mode string) {
+	p := &pendingRecord{Value: value, Expires: rec.Expires, Time: rec.Time, Mode: mode}
+	r.ps.mu.Lock()
+	r.ps.m[key] = p
 	if durable(key) {
 		r.savePendingLocked()
 	}
-	r.pendMu.Unlock()
+	r.ps.mu.Unlock()
 	r.wake()
 }
 
@@ -64,9 +89,9 @@ func (r *Replicator) wake() {
 
 // pendingTime is the time of key's unpublished record, if there is one.
 func (r *Replicator) pendingTime(key string) (int64, bool) {
-	r.pendMu.Lock()
-	defer r.pendMu.Unlock()
-	if p := r.pending[key]; p != nil {
+	r.ps.mu.Lock()
+	defer r.ps.mu.Unlock()
+	if p := r.ps.m[key]; p != nil {
 		return p.Time, true
 	}
 	return 0, false
@@ -94,16 +119,16 @@ func (r *Replicator) publishLoop() {
 
 // publishPending publishes what waits, stopping at the first failure.
 func (r *Replicator) publishPending() {
-	r.pendMu.Lock()
-	keys := make([]string, 0, len(r.pending))
-	for k := range r.pending {
+	r.ps.mu.Lock()
+	keys := make([]string, 0, len(r.ps.m))
+	for k := range r.ps.m {
 		keys = append(keys, k)
 	}
-	r.pendMu.Unlock()
+	r.ps.mu.Unlock()
 	for _, k := range keys {
-		r.pendMu.Lock()
-		p := r.pending[k]
-		r.pendMu.Unlock()
+		r.ps.mu.Lock()
+		p := r.ps.m[k]
+		r.ps.mu.Unlock()
 		if p == nil {
 			continue
 		}
@@ -122,6 +147,14 @@ func (r *Replicator) publishPending() {
 		}
 		if err != nil {
 			r.log.Debug("publishing to the cluster failed; retrying", zap.String("bucket_key", k), zap.Error(err))
+			if p.Mode == publishNow && durable(k) {
+				// Not taken now: by the time it is, a peer may have
+				// changed the key.
+				r.ps.mu.Lock()
+				p.Mode = publishIfNewer
+				r.savePendingLocked()
+				r.ps.mu.Unlock()
+			}
 			return
 		}
 		r.drop(k, p)
@@ -134,55 +167,57 @@ func (r *Replicator) publishPending() {
 // publishDeferred publishes p as described above: ErrConflict when the
 // bucket holds a record of k as new as p or newer.
 func (r *Replicator) publishDeferred(k string, p *pendingRecord) (uint64, error) {
-	if !durable(k) {
+	switch {
+	case !durable(k) || p.Mode == publishNow:
 		return r.put(context.Background(), k, p.Value, p.Expires)
-	}
-	last := p.Last
-	for range 3 {
+	case p.Mode == publishIfAbsent:
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
-		rev, err := r.drv.PutIfLast(ctx, k, p.Value, r.ttlFor(p.Expires), last)
-		cancel()
-		if !errors.Is(err, ErrConflict) || !p.Offline {
-			return rev, err // online, a conflict is a later change: it wins
-		}
-		// Made offline: the change since wins only if it is later.
-		ctx, cancel = context.WithTimeout(context.Background(), r.cfg.Timeout)
-		cur, rev, err := r.drv.Latest(ctx, k)
+		defer cancel()
+		return r.drv.PutIfLast(ctx, k, p.Value, r.ttlFor(p.Expires), 0)
+	}
+	for range 3 { // a conflict means the key moved meanwhile: look again
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
+		cur, last, err := r.drv.Latest(ctx, k)
 		cancel()
 		if err != nil {
 			return 0, err
 		}
 		if cur != nil {
 			if rec, err := open(r.cfg.Secret, k, cur); err == nil && rec.Time >= p.Time {
-				return 0, ErrConflict
+				return 0, ErrConflict // changed later: that change wins
 			}
 		}
-		last = rev
+		ctx, cancel = context.WithTimeout(context.Background(), r.cfg.Timeout)
+		rev, err := r.drv.PutIfLast(ctx, k, p.Value, r.ttlFor(p.Expires), last)
+		cancel()
+		if !errors.Is(err, ErrConflict) {
+			return rev, err
+		}
 	}
 	return 0, ErrConflict
 }
 
 // drop forgets p unless a newer record of k replaced it meanwhile.
 func (r *Replicator) drop(k string, p *pendingRecord) {
-	r.pendMu.Lock()
-	if r.pending[k] == p {
-		delete(r.pending, k)
+	r.ps.mu.Lock()
+	if r.ps.m[k] == p {
+		delete(r.ps.m, k)
 		if durable(k) {
 			r.savePendingLocked()
 		}
 	}
-	r.pendMu.Unlock()
+	r.ps.mu.Unlock()
 }
 
 // savePendingLocked writes the durable pending records (write, fsync,
-// rename), or removes the file when there are none. pendMu is held.
+// rename), or removes the file when there are none. ps.mu is held.
 func (r *Replicator) savePendingLocked() {
 	if r.statePath == "" { // not started
 		return
 	}
 	path := r.statePath[:len(r.statePath)-len(stateSuffix)] + pendingSuffix
 	keep := map[string]*pendingRecord{}
-	for k, p := range r.pending {
+	for k, p := range r.ps.m {
 		if durable(k) {
 			keep[k] = p
 		}
@@ -203,6 +238,13 @@ func (r *Replicator) savePendingLocked() {
 
 // loadPending reads the records a previous run left unpublished.
 func (r *Replicator) loadPending() {
+	r.ps.mu.Lock()
+	loaded := r.ps.loaded
+	r.ps.loaded = true
+	r.ps.mu.Unlock()
+	if loaded { // a replicator of this whitelist runs, or ran, in this process
+		return
+	}
 	path := r.statePath[:len(r.statePath)-len(stateSuffix)] + pendingSuffix
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -216,13 +258,13 @@ func (r *Replicator) loadPending() {
 		r.log.Error("reading this node's unpublished cluster records failed; ignoring them", zap.String("file", path), zap.Error(err))
 		return
 	}
-	r.pendMu.Lock()
+	r.ps.mu.Lock()
 	for k, p := range saved {
-		if _, err := open(r.cfg.Secret, k, p.Value); err == nil { // another secret's: not ours to publish
-			r.pending[k] = p
+		if _, err := open(r.cfg.Secret, k, p.Value); err == nil && r.ps.m[k] == nil { // another secret's: not ours to publish
+			r.ps.m[k] = p
 		}
 	}
-	r.pendMu.Unlock()
+	r.ps.mu.Unlock()
 	if len(saved) > 0 {
 		r.log.Info("publishing this node's records left from before the restart", zap.Int("records", len(saved)))
 	}

@@ -71,8 +71,7 @@ type Replicator struct {
 	sendMu    sync.RWMutex // orders sends to the applier against Stop
 	closed    bool         // guarded by sendMu: the applier is gone
 
-	pendMu  sync.Mutex
-	pending map[string]*pendingRecord // by key; the durable ones also on disk (pending.go)
+	ps *pendingSet // by key; the durable ones also on disk (pending.go)
 
 	flightMu sync.Mutex
 	inFlight map[string]int // keys of this node's grants being published
@@ -105,7 +104,6 @@ func New(opts Options) (*Replicator, error) {
 		in:       make(chan *item, 1024),
 		stop:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
-		pending:  make(map[string]*pendingRecord),
 		inFlight: make(map[string]int),
 	}, nil
 }
@@ -128,6 +126,7 @@ func (r *Replicator) Start(st *store.Store, whitelistPath string) error {
 	}
 	r.st = st
 	r.statePath = whitelistPath + stateSuffix
+	r.ps = pendingSetOf(store.ResolvePath(whitelistPath))
 	r.a.init(r)
 	r.loadPending()
 	if err := r.drv.Open(r.log); err != nil {
@@ -183,9 +182,12 @@ type State struct {
 
 // State reports the replicator's state.
 func (r *Replicator) State() State {
-	r.pendMu.Lock()
-	n := len(r.pending)
-	r.pendMu.Unlock()
+	n := 0
+	if r.ps != nil {
+		r.ps.mu.Lock()
+		n = len(r.ps.m)
+		r.ps.mu.Unlock()
+	}
 	return State{Status: r.drv.Status(), Synced: r.synced.Load(), Revision: r.followRev.Load(), Unpublished: n}
 }
 
@@ -243,24 +245,24 @@ func (r *Replicator) Grant(ctx context.Context, p netip.Prefix, expires int64, o
 		if r.cfg.WhenDown != Local {
 			return store.GrantResult{}, err
 		}
-		res, last, err := r.applyLocal(key, rec, 0, change)
+		res, err := r.applyLocal(key, rec, 0, change)
 		if err == nil {
-			r.enqueue(key, rec, value, last[key], true)
+			r.enqueue(key, rec, value, publishIfNewer)
 			r.log.Warn("cluster engine unreachable: granted on this node only, to be published when it is back (when_down local)",
 				zap.String("entry", rec.Entry), zap.String("key", rec.KeyName))
-			r.removeEverywhere(res.Evicted, ReasonEvicted, last)
+			r.removeEverywhere(res.Evicted, ReasonEvicted)
 		}
 		return res, err
 	}
-	res, last, err := r.applyLocal(key, rec, rev, change)
+	res, err := r.applyLocal(key, rec, rev, change)
 	r.flight(key, -1)
 	if err != nil {
 		// Published but refused here (the whitelist is full of entries the
 		// key may not evict, or the disk failed): take it back everywhere.
-		r.removeEverywhere([]store.Entry{{Prefix: p, Scopes: opts.Scopes, Expires: expires}}, ReasonRevoked, map[string]uint64{key: rev})
+		r.removeEverywhere([]store.Entry{{Prefix: p, Scopes: opts.Scopes, Expires: expires}}, ReasonRevoked)
 		return res, err
 	}
-	r.removeEverywhere(res.Evicted, ReasonEvicted, last)
+	r.removeEverywhere(res.Evicted, ReasonEvicted)
 	return res, nil
 }
 
@@ -326,19 +328,21 @@ func (r *Replicator) revokeWith(fn func(*store.Store) ([]store.Entry, error)) ([
 	if it.err != nil {
 		return nil, it.err
 	}
-	r.removeEverywhere(it.removed, ReasonRevoked, it.last)
+	r.removeEverywhere(it.removed, ReasonRevoked)
 	return it.removed, nil
 }
 
-// removeEverywhere publishes tombstones for entries removed here; last
-// holds the revision of each entry's key this node had applied then.
-func (r *Replicator) removeEverywhere(entries []store.Entry, reason string, last map[string]uint64) {
-	offline := !r.drv.Status().Connected
+// removeEverywhere publishes tombstones for entries removed here.
+func (r *Replicator) removeEverywhere(entries []store.Entry, reason string) {
+	mode := publishNow
+	if !r.drv.Status().Connected {
+		mode = publishIfNewer
+	}
 	for _, e := range entries {
 		rec := &Record{Op: OpRemove, Entry: store.FormatPrefix(e.Prefix), Scopes: e.Scopes, Expires: e.Expires,
 			Reason: reason, Node: r.cfg.Node, Time: r.nowMilli()}
 		key := GrantKey(e.Prefix, e.Scopes)
-		r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), last[key], offline)
+		r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), mode)
 	}
 }
 
@@ -347,19 +351,17 @@ func (r *Replicator) removeEverywhere(entries []store.Entry, reason string, last
 func (r *Replicator) Ban(actor netip.Addr, until int64) {
 	rec := &Record{Op: OpBan, Entry: actor.String(), Expires: until, Node: r.cfg.Node, Time: r.nowMilli()}
 	key := BanKey(actor)
-	r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), 0, false)
+	r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), publishNow)
 }
 
 // applyLocal stores this node's own change, in order with the cluster's.
-// last holds the revision this node had applied of key and of each key
-// the grant evicted, before the change.
-func (r *Replicator) applyLocal(key string, rec *Record, rev uint64, c store.Change) (store.GrantResult, map[string]uint64, error) {
+func (r *Replicator) applyLocal(key string, rec *Record, rev uint64, c store.Change) (store.GrantResult, error) {
 	it := item{kind: itemLocal, key: key, rec: rec, rev: rev, change: c, done: make(chan struct{})}
 	if err := r.send(&it); err != nil {
-		return store.GrantResult{}, nil, err
+		return store.GrantResult{}, err
 	}
 	<-it.done
-	return it.result, it.last, it.err
+	return it.result, it.err
 }
 
 // send hands it to the applier, or fails with ErrClosed once the
