@@ -54,7 +54,11 @@ type keyState struct {
 }
 
 type applier struct {
-	r       *Replicator
+	r *Replicator
+	// bucket is the bucket whose revisions applied and the replicator's
+	// followRev hold: the last one a snapshot began of ("" before the
+	// first).
+	bucket  string
 	applied map[string]keyState
 	snap    *snapshot // during a full snapshot
 	forged  map[string]bool
@@ -146,7 +150,7 @@ func (a *applier) run() {
 			}
 		case itemSnapshot:
 			a.flush()
-			a.snap = &snapshot{bucket: it.bucket, seen: map[string]bool{}, touched: map[string]bool{}}
+			a.startSnapshot(it.bucket)
 		case itemSynced:
 			a.flush()
 			a.synced()
@@ -191,6 +195,25 @@ func (a *applier) flush() {
 		}
 	}
 	a.queue, a.owner = a.queue[:0], a.owner[:0]
+}
+
+// startSnapshot begins a full snapshot of bucket. A bucket other than the
+// one followed before (made again after the engine lost its store, or
+// another one) numbers its changes afresh: the revisions known here are
+// the old bucket's, and kept they would make this node ignore the new
+// bucket's changes to every key it knew at a higher revision (a
+// revocation among them) and resume, after its next reconnect, past the
+// old bucket's last revision.
+func (a *applier) startSnapshot(bucket string) {
+	if a.bucket != "" && a.bucket != bucket {
+		a.r.log.Warn("the cluster bucket is not the one this node followed before (made again?): reading it from its start",
+			zap.String("bucket", bucket), zap.String("followed", a.bucket), zap.Uint64("followed_revision", a.r.followRev.Load()))
+		clear(a.applied)
+		clear(a.parked) // echoes from the old bucket
+		a.r.followRev.Store(0)
+	}
+	a.bucket = bucket
+	a.snap = &snapshot{bucket: bucket, seen: map[string]bool{}, touched: map[string]bool{}}
 }
 
 func (a *applier) touch(key string) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -408,4 +409,55 @@ func knockMany(t testing.TB, x *node, n int) {
 	if failed != nil {
 		t.Fatal(failed)
 	}
+}
+
+// A bucket made again (the engine lost its store) numbers its changes from
+// 1 again: a node must forget the revisions of the bucket it followed
+// before, or it ignores every change there to a key it knew at a higher
+// revision (a revocation among them) and, after its next reconnect,
+// resumes after the old bucket's last revision, missing everything before.
+func TestRecreatedBucketStartsOver(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	b := newNode(t, "b", e.url())
+	a.waitSynced()
+	b.waitSynced()
+	const knocks = 100
+	for i := range knocks { // many revisions of one key
+		if _, err := a.knock("192.0.2.90/32", int64(600+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waitFor("the last re-knock", propagation, func(s *store.Store) bool {
+		m, ok := s.Match(netip.MustParseAddr("192.0.2.90"), time.Now().Unix())
+		return ok && m.Expires >= time.Now().Unix()+600+knocks-1-5
+	})
+	e.stop()
+	if err := os.RemoveAll(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	// Both publish what they hold into the new bucket (they join it).
+	for _, n := range []*node{a, b} {
+		n.waitFor("following the new bucket", propagation, func(*store.Store) bool {
+			st := n.r.State()
+			return n.r.Ready() == nil && st.Unpublished == 0 && st.Revision > 0 && st.Revision < knocks
+		})
+	}
+	if _, err := a.r.Revoke(netip.MustParsePrefix("192.0.2.90/32")); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a revocation in the new bucket", propagation, denied("192.0.2.90"))
+	if _, err := a.knock("192.0.2.91/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a grant in the new bucket", propagation, allowed("192.0.2.91"))
+	// b resumes after its revision in the new bucket.
+	e.stop()
+	e.start()
+	a.waitFor("reconnecting", propagation, func(*store.Store) bool { return a.r.Ready() == nil })
+	if _, err := a.knock("192.0.2.92/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a grant after resuming in the new bucket", propagation, allowed("192.0.2.92"))
 }
