@@ -1364,3 +1364,82 @@ func setOf(ips []string) map[string]int64 {
 	}
 	return out
 }
+
+// adminGrant grants entry for ttl seconds through n's admin API.
+func adminGrant(c *http.Client, n *clusterNode, entry string, ttl int) error {
+	req, err := http.NewRequest(http.MethodPost, n.adminURL()+"/knocker/grants", strings.NewReader(fmt.Sprintf(`{"entry": %q, "ttl": %d}`, entry, ttl)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := testutil.Do(c, req)
+	if err == nil && resp.Status != http.StatusOK {
+		err = fmt.Errorf("POST %s/knocker/grants %s: %d %s", n.name, entry, resp.Status, resp.Body)
+	}
+	return err
+}
+
+// TestClusterEngineDataLoss: the engine loses its store (kill -9, its
+// store removed, restarted empty). The nodes make the bucket again and,
+// joining a new bucket, publish what they hold; from then on they follow
+// the new bucket's revisions, which start again from 1: a revocation made
+// there reaches every node, and a node resuming after the next engine
+// restart resumes where it is in the new bucket.
+func TestClusterEngineDataLoss(t *testing.T) {
+	cl := newCluster(t, nodeOptions{})
+	a, b, c := cl.nodes[0], cl.nodes[1], cl.nodes[2]
+	nodes := cl.nodes
+	const x, y, z = "192.0.2.60", "192.0.2.61", "192.0.2.62"
+	// Many revisions of one key: the old bucket's revisions run far
+	// beyond what the new one will reach in this test.
+	for i := range 300 {
+		if err := adminGrant(cl.client, a, x, 600+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := waitAll(nodes, []string{x}, true); len(f) > 0 {
+		t.Fatal(f)
+	}
+	cl.engine.kill()
+	if err := os.RemoveAll(filepath.Join(cl.engine.dir, "jetstream")); err != nil {
+		t.Fatal(err)
+	}
+	cl.engine.start()
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	if have := cl.waitSameGrants(a, b, c); len(have) != 1 || have[x] == 0 {
+		t.Fatalf("after the engine lost its store the nodes hold %v, want %s", have, x)
+	}
+	if got := bucketGrants(t, cl.engine.url()); len(got) != 1 || got[x] == 0 {
+		t.Fatalf("the new bucket holds %v, want %s, which the nodes published again", got, x)
+	}
+
+	// A revocation in the new bucket.
+	if code, body, err := adminRevoke(cl.client, a, x); err != nil || code != http.StatusOK {
+		t.Fatalf("revoking %s: %d %q %v", x, code, body, err)
+	}
+	if f := waitAll(nodes, []string{x}, false); len(f) > 0 {
+		t.Errorf("a revocation made in the new bucket: %v", f)
+	}
+	// A grant, an engine restart (no loss this time), another grant.
+	knockMust(t, cl.client, a, y, 600)
+	if f := waitAll(nodes, []string{y}, true); len(f) > 0 {
+		t.Errorf("a grant made in the new bucket: %v", f)
+	}
+	cl.engine.kill()
+	cl.engine.start()
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	knockMust(t, cl.client, a, z, 600)
+	if f := waitAll(nodes, []string{z}, true); len(f) > 0 {
+		t.Errorf("a grant made after the nodes resumed following the new bucket: %v", f)
+	}
+	for _, n := range nodes {
+		code, h, err := readiness(cl.client, n)
+		if err != nil || code != http.StatusOK || h.Cluster.Revision >= 300 {
+			t.Errorf("%s's /ready: %d %+v %v, want 200 at a revision of the new bucket (the old one reached 300)", n.name, code, h, err)
+		}
+	}
+}
