@@ -146,11 +146,14 @@ func TestForgedRecordAdmitsNobody(t *testing.T) {
 		}
 	}
 	// A genuine grant after the forged ones is applied: the forged records
-	// were delivered and dropped before it.
+	// were delivered and dropped before it. (a stores its own grant
+	// before its consumer need have delivered anything: a's count is
+	// waited for.)
 	if _, err := a.knock("203.0.113.6/32", 600); err != nil {
 		t.Fatal(err)
 	}
 	b.waitFor("the genuine grant", propagation, allowed("203.0.113.6"))
+	a.waitFor("the forged records", propagation, func(*store.Store) bool { return a.forged.Load() >= 2 })
 	for _, n := range []*node{a, b} {
 		if n.st.Allowed(p.Addr(), time.Now().Unix()) {
 			t.Errorf("%s admits a forged record's address", n.name)
