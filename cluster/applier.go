@@ -258,6 +258,12 @@ func (a *applier) update(u Update) {
 	}
 	if u.Deleted {
 		a.applied[u.Key] = keyState{rev: u.Revision, time: st.time, expires: st.expires}
+		if r.isPending(u.Key) {
+			// The engine dropped the key's last record when its TTL ran
+			// out; this node's unpublished record of it is newer.
+			a.touch(u.Key)
+			return
+		}
 		if p, scopes, ok := parseGrantKey(u.Key); ok {
 			a.remote(store.Change{Prefix: p, Scopes: scopes, Remote: true})
 		}
@@ -278,6 +284,15 @@ func (a *applier) update(u Update) {
 		return
 	}
 	a.applied[u.Key] = keyState{rev: u.Revision, time: rec.Time, expires: rec.Expires}
+	if r.supersedes(u.Key, rec.Time) {
+		// This node's unpublished record of the key (a revocation made
+		// while the engine was down, say) is newer and will replace this
+		// one in the bucket: applying this one meanwhile would, for one,
+		// admit a revoked grant again. Its fate is this node's record:
+		// the catch-up leaves the key alone (touch).
+		a.touch(u.Key)
+		return
+	}
 	now := r.now()
 	switch rec.Op {
 	case OpGrant:
@@ -370,7 +385,7 @@ func (a *applier) reconcile(s *snapshot, joined bool) error {
 	if err != nil {
 		return err
 	}
-	var migrated int
+	var migrated []queued
 	for _, g := range grants {
 		k := GrantKey(g.Prefix, g.Scopes)
 		if s.seen[k] || s.touched[k] || r.isPending(k) {
@@ -385,16 +400,16 @@ func (a *applier) reconcile(s *snapshot, joined bool) error {
 		if g.Client.IsValid() {
 			rec.Client = g.Client.String()
 		}
-		r.enqueue(k, seal(r.cfg.Secret, k, rec), g.Expires)
-		migrated++
+		migrated = append(migrated, queued{key: k, value: seal(r.cfg.Secret, k, rec), expires: g.Expires, time: rec.Time})
 	}
 	removed := len(a.queue)
 	a.flush()
 	if removed > 0 {
 		r.log.Info("removed local grants the cluster no longer holds", zap.Int("entries", removed))
 	}
-	if migrated > 0 {
-		r.log.Info("this whitelist joins the cluster: publishing its grants", zap.Int("entries", migrated))
+	if len(migrated) > 0 {
+		r.log.Info("this whitelist joins the cluster: publishing its grants", zap.Int("entries", len(migrated)))
+		r.enqueue(migrated...)
 	}
 	return nil
 }

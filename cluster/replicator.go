@@ -67,8 +67,7 @@ type Replicator struct {
 	kick      chan struct{}
 	started   bool
 
-	pendMu  sync.Mutex
-	pending map[string]*pendingRecord
+	pend *pendingSet // this node's unpublished records, shared per whitelist
 
 	flightMu sync.Mutex
 	inFlight map[string]int // keys of this node's grants being published
@@ -101,7 +100,6 @@ func New(opts Options) (*Replicator, error) {
 		in:       make(chan *item, 1024),
 		stop:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
-		pending:  make(map[string]*pendingRecord),
 		inFlight: make(map[string]int),
 	}, nil
 }
@@ -113,7 +111,13 @@ func (r *Replicator) Start(st *store.Store, whitelistPath string) error {
 	r.st = st
 	r.statePath = whitelistPath + stateSuffix
 	r.a.init(r)
+	pend, err := acquirePending(whitelistPath+pendingSuffix, r.now().Unix(), r.log)
+	if err != nil {
+		return fmt.Errorf("unpublished cluster records: %v", err)
+	}
+	r.pend = pend
 	if err := r.drv.Open(r.log); err != nil {
+		r.pend.release()
 		return err
 	}
 	r.started = true
@@ -128,8 +132,9 @@ func (r *Replicator) Start(st *store.Store, whitelistPath string) error {
 }
 
 // Stop stops following and publishing and closes the driver. Records not
-// published yet are dropped: the local store has them, and the next
-// catch-up reconciles.
+// published yet stay in the journal beside the whitelist (and with the
+// replicator of a config that replaces this one): they are published
+// later.
 func (r *Replicator) Stop() error {
 	if !r.started {
 		return nil
@@ -138,6 +143,7 @@ func (r *Replicator) Stop() error {
 	err := r.drv.Close() // ends Follow
 	close(r.stop)
 	r.wg.Wait()
+	r.pend.release()
 	return err
 }
 
@@ -160,9 +166,10 @@ type State struct {
 
 // State reports the replicator's state.
 func (r *Replicator) State() State {
-	r.pendMu.Lock()
-	n := len(r.pending)
-	r.pendMu.Unlock()
+	n := 0
+	if r.pend != nil {
+		n = r.pend.len()
+	}
 	return State{Status: r.drv.Status(), Synced: r.synced.Load(), Revision: r.followRev.Load(), Unpublished: n}
 }
 
@@ -221,7 +228,7 @@ func (r *Replicator) Grant(ctx context.Context, p netip.Prefix, expires int64, o
 		}
 		res, err := r.applyLocal(key, rec, 0, change)
 		if err == nil {
-			r.enqueue(key, value, expires)
+			r.enqueue(queued{key: key, value: value, expires: expires, time: rec.Time})
 			r.log.Warn("cluster engine unreachable: granted on this node only, to be published when it is back (when_down local)",
 				zap.String("entry", rec.Entry), zap.String("key", rec.KeyName))
 			r.removeEverywhere(res.Evicted, ReasonEvicted)
@@ -307,12 +314,14 @@ func (r *Replicator) revokeWith(fn func(*store.Store) ([]store.Entry, error)) ([
 
 // removeEverywhere publishes tombstones for entries removed here.
 func (r *Replicator) removeEverywhere(entries []store.Entry, reason string) {
+	recs := make([]queued, 0, len(entries))
 	for _, e := range entries {
 		rec := &Record{Op: OpRemove, Entry: store.FormatPrefix(e.Prefix), Scopes: e.Scopes, Expires: e.Expires,
 			Reason: reason, Node: r.cfg.Node, Time: r.nowMilli()}
 		key := GrantKey(e.Prefix, e.Scopes)
-		r.enqueue(key, seal(r.cfg.Secret, key, rec), e.Expires)
+		recs = append(recs, queued{key: key, value: seal(r.cfg.Secret, key, rec), expires: e.Expires, time: rec.Time})
 	}
+	r.enqueue(recs...)
 }
 
 // Ban tells every node that actor (a rate-limit key: an address, or an
@@ -320,7 +329,7 @@ func (r *Replicator) removeEverywhere(entries []store.Entry, reason string) {
 func (r *Replicator) Ban(actor netip.Addr, until int64) {
 	rec := &Record{Op: OpBan, Entry: actor.String(), Expires: until, Node: r.cfg.Node, Time: r.nowMilli()}
 	key := BanKey(actor)
-	r.enqueue(key, seal(r.cfg.Secret, key, rec), until)
+	r.enqueue(queued{key: key, value: seal(r.cfg.Secret, key, rec), expires: until, time: rec.Time})
 }
 
 // applyLocal stores this node's own change, in order with the cluster's.

@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-knocker/knocker/cluster"
 	"github.com/caddy-knocker/knocker/store"
@@ -463,4 +466,124 @@ func TestRecreatedBucketStartsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitFor("a grant after resuming in the new bucket", propagation, allowed("192.0.2.92"))
+}
+
+// Records a node could not publish while the engine was down survive its
+// restart (they are journaled beside the whitelist): a revocation answered
+// then is published once the engine is back, and the catch-up does not
+// bring the revoked grant back meanwhile; a when_down local grant is
+// published and not removed as one the bucket lacks.
+func TestUnpublishedRecordsSurviveRestart(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	b := &node{t: t, name: "b", url: e.url(), path: filepath.Join(t.TempDir(), "whitelist.json"), bans: make(chan netip.Addr, 16), whenDown: cluster.Local}
+	b.start()
+	t.Cleanup(b.stop)
+	c := newNode(t, "c", e.url())
+	for _, n := range []*node{a, b, c} {
+		n.waitSynced()
+	}
+	const revoked, local = "192.0.2.100", "192.0.2.101"
+	if _, err := a.knock(revoked+"/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the grant", propagation, allowed(revoked))
+	b.waitFor("the grant", propagation, allowed(revoked))
+
+	e.stop()
+	for _, n := range []*node{a, b} {
+		n.waitFor("noticing the outage", propagation, func(*store.Store) bool { return !n.r.State().Connected })
+	}
+	if removed, err := a.r.Revoke(netip.MustParsePrefix(revoked + "/32")); err != nil || len(removed) != 1 {
+		t.Fatalf("revoking with the engine down: %v %v", removed, err)
+	}
+	if _, err := b.knock(local+"/32", 600); err != nil {
+		t.Fatalf("knock with when_down local and the engine down: %v", err)
+	}
+	// Both restart before the engine is back.
+	for _, n := range []*node{a, b} {
+		n.stop()
+		n.start()
+		if got := n.r.State().Unpublished; got != 1 {
+			t.Errorf("%s after its restart: %d records unpublished, want 1", n.name, got)
+		}
+	}
+	a.takeEvents()
+	e.start()
+	for _, n := range []*node{a, b, c} {
+		n.waitFor("the revocation", propagation, denied(revoked))
+		n.waitFor("the when_down local grant", propagation, allowed(local))
+	}
+	for _, n := range []*node{a, b} {
+		n.waitFor("publishing", propagation, func(*store.Store) bool { return n.r.Ready() == nil && n.r.State().Unpublished == 0 })
+	}
+	for _, ev := range a.takeEvents() {
+		if ev.Kind != store.Removed && ev.Entry.Prefix == netip.MustParsePrefix(revoked+"/32") {
+			t.Errorf("a admitted %s again while catching up: %+v", revoked, ev)
+		}
+	}
+	// Nothing waits any more: the journals go.
+	deadline := time.Now().Add(propagation)
+	for _, n := range []*node{a, b} {
+		for {
+			_, err := os.Stat(n.path + ".cluster-pending")
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's journal of unpublished records still there with nothing to publish: %v", n.name, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// A reload runs the new config's replicator beside the old one's for a
+// moment, on the same store: they share the unpublished records, so that
+// what the old one could not publish (even a record it made after the new
+// one started) the new one publishes.
+func TestReloadKeepsUnpublishedRecords(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	c := newNode(t, "c", e.url())
+	a.waitSynced()
+	c.waitSynced()
+	const x, y = "192.0.2.110", "192.0.2.111"
+	for _, ip := range []string{x, y} {
+		if _, err := a.knock(ip+"/32", 600); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFor("the grant", propagation, allowed(ip))
+	}
+	e.stop()
+	a.waitFor("noticing the outage", propagation, func(*store.Store) bool { return !a.r.State().Connected })
+	if _, err := a.r.Revoke(netip.MustParsePrefix(x + "/32")); err != nil {
+		t.Fatal(err)
+	}
+	// The new config's replicator starts on a's store.
+	mod := &NATS{Config: cluster.Config{Secret: testSecret, Node: "a"}, URLs: []string{e.url()}}
+	if err := mod.Provision(caddy.Context{Context: context.Background()}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := cluster.New(cluster.Options{Config: mod.ClusterConfig(), Driver: mod, MaxTTL: 86400,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("a-next")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Start(a.st, a.path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Stop() })
+	// The old one still serves a revocation, then stops.
+	if _, err := a.r.Revoke(netip.MustParsePrefix(y + "/32")); err != nil {
+		t.Fatal(err)
+	}
+	a.r.Stop()
+	if got := next.State().Unpublished; got != 2 {
+		t.Errorf("the new config's replicator has %d records to publish, want the old one's 2", got)
+	}
+	e.start()
+	for _, ip := range []string{x, y} {
+		c.waitFor("a revocation made before and during the reload", propagation, denied(ip))
+	}
 }
