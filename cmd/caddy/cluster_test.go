@@ -1443,3 +1443,47 @@ func TestClusterEngineDataLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRevocationDuringOutageSurvivesRestart: a revocation through a's
+// admin API while the engine is down is answered at once and published
+// when the engine is back, even if a restarted meanwhile.
+func TestClusterRevocationDuringOutageSurvivesRestart(t *testing.T) {
+	cl := newCluster(t, nodeOptions{})
+	a, b, c := cl.nodes[0], cl.nodes[1], cl.nodes[2]
+	nodes := cl.nodes
+	const x = "192.0.2.70"
+	knockMust(t, cl.client, a, x, 3600)
+	if f := waitAll(nodes, []string{x}, true); len(f) > 0 {
+		t.Fatal(f)
+	}
+	cl.engine.kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, h, err := readiness(cl.client, a)
+		if err == nil && code == http.StatusServiceUnavailable && h.Cluster != nil && !h.Cluster.Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a's /ready with the engine killed: %d %+v %v", code, h, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body, err := adminRevoke(cl.client, a, x); err != nil || code != http.StatusOK || strings.TrimSpace(body) != `{"revoked":1}` {
+		t.Fatalf("revoking %s on a with the engine down: %d %q %v", x, code, body, err)
+	}
+	if code, h, err := readiness(cl.client, a); err != nil || h.Cluster == nil || h.Cluster.Unpublished != 1 {
+		t.Fatalf("a's /ready after the revocation: %d %+v %v, want one record unpublished", code, h, err)
+	}
+	a.stop(t)
+	a.start(t, cl)
+	if ok, err := admits(cl.client, a, x); err != nil || ok {
+		t.Fatalf("a admits %s, revoked, after its restart with the engine down: %v %v", x, ok, err)
+	}
+	cl.engine.start()
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	if f := waitAll([]*clusterNode{a, b, c}, []string{x}, false); len(f) > 0 {
+		t.Errorf("a revocation made while the engine was down, then a restart of the node that made it: %v", f)
+	}
+}
