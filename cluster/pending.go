@@ -172,6 +172,20 @@ func (ps *pendingSet) drop(k string, p *pendingRecord) {
 	ps.mu.Unlock()
 }
 
+// supersede drops the record of key waiting, if it is no newer than t
+// (unix ms): a newer record of the key reached the engine first, and
+// publishing the waiting one after it would leave the bucket's last word
+// on the key stale. It reports whether it dropped one.
+func (ps *pendingSet) supersede(key string, t int64) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.records[key]; p != nil && p.time <= t {
+		delete(ps.records, key)
+		return true
+	}
+	return false
+}
+
 // compact rewrites the journal with what still waits.
 func (ps *pendingSet) compact() {
 	if err := ps.journal.rewrite(func() []queued {

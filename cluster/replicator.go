@@ -235,6 +235,9 @@ func (r *Replicator) Grant(ctx context.Context, p netip.Prefix, expires int64, o
 		}
 		return res, err
 	}
+	if r.pend.supersede(key, rec.Time) { // a revocation of the key from an outage, say
+		r.pend.compact()
+	}
 	res, err := r.applyLocal(key, rec, rev, change)
 	if err != nil {
 		// Published but refused here (the whitelist is full of entries the

@@ -587,3 +587,37 @@ func TestReloadKeepsUnpublishedRecords(t *testing.T) {
 		c.waitFor("a revocation made before and during the reload", propagation, denied(ip))
 	}
 }
+
+// A grant this node makes once the engine is back replaces its record of
+// the key still waiting to be published (here a revocation made during
+// the outage): the older record must not be published after it, or the
+// bucket's last word on the key is the stale one (live nodes ignore it as
+// older; a node catching up later applies it).
+func TestGrantReplacesUnpublishedRecordOfItsKey(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	a.waitSynced()
+	const k = "192.0.2.120"
+	if _, err := a.knock(k+"/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+	a.waitFor("noticing the outage", propagation, func(*store.Store) bool { return !a.r.State().Connected })
+	if _, err := a.r.Revoke(netip.MustParsePrefix(k + "/32")); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	a.waitFor("reconnecting", propagation, func(*store.Store) bool { return a.r.Ready() == nil })
+	if _, err := a.knock(k+"/32", 900); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor("publishing", propagation, func(*store.Store) bool { return a.r.State().Unpublished == 0 })
+	d := newNode(t, "d", e.url())
+	d.waitSynced()
+	if !d.st.Allowed(netip.MustParseAddr(k), time.Now().Unix()) {
+		t.Error("a node reading the bucket denies the re-knocked grant: the revocation made before it was published after it")
+	}
+	if !a.st.Allowed(netip.MustParseAddr(k), time.Now().Unix()) {
+		t.Error("a denies its own re-knock")
+	}
+}
