@@ -2,7 +2,8 @@
 # test.sh - run every test of the project, as CI does:
 #   formatting and vet; cross-builds for Windows, macOS, Linux/arm64,
 #   FreeBSD, OpenBSD, illumos and DragonFly; the xcaddy builds users run (plain, with caddy-l4); all unit, integration and
-#   end-to-end tests under the race detector; the end-to-end test again on
+#   end-to-end tests under the race detector (the cluster ones against a
+#   nats-server process built from the version go.mod pins); the end-to-end test again on
 #   the xcaddy-built binary; one pass of every benchmark so none can rot.
 # Needs Go (see go.mod). As root (as CI runs it) it installs the Debian
 # packages the tests use and makes the tests that need them mandatory;
@@ -78,10 +79,10 @@ fi
 step "xcaddy builds, plain and with caddy-l4 (scripts/xcaddy-build.sh, as in the Dockerfile)"
 scripts/xcaddy-build.sh "$work/caddy"
 modules=$("$work/caddy" list-modules)
-for m in knocker http.handlers.knock http.handlers.knocker knocker.firewall.firewalld admin.api.knocker; do
+for m in knocker http.handlers.knock http.handlers.knocker knocker.firewall.firewalld knocker.cluster.nats admin.api.knocker; do
 	grep -qx "$m" <<<"$modules" || { echo "xcaddy build lacks module $m"; exit 1; }
 done
-echo "xcaddy build lists knocker, http.handlers.knock, http.handlers.knocker, knocker.firewall.firewalld, admin.api.knocker"
+echo "xcaddy build lists knocker, http.handlers.knock, http.handlers.knocker, knocker.firewall.firewalld, knocker.cluster.nats, admin.api.knocker"
 if grep -q '^layer4' <<<"$modules"; then echo "the plain xcaddy build includes caddy-l4 modules"; exit 1; fi
 scripts/xcaddy-build.sh "$work/caddy-l4" l4
 modules=$("$work/caddy-l4" list-modules)
@@ -89,6 +90,11 @@ for m in knocker http.matchers.knocked layer4 layer4.matchers.knocked; do
 	grep -qx "$m" <<<"$modules" || { echo "xcaddy build with caddy-l4 lacks module $m"; exit 1; }
 done
 echo "xcaddy build with caddy-l4 lists layer4, layer4.matchers.knocked; the plain one no caddy-l4 module"
+
+step "nats-server for the cluster tests (the version go.mod pins)"
+go build -o "$work/nats-server" github.com/nats-io/nats-server/v2
+"$work/nats-server" --version
+export KNOCKER_NATS_SERVER="$work/nats-server"
 
 step "unit, integration, browser and end-to-end tests (race detector)"
 rm -rf "$artifacts" && mkdir -p "$artifacts"

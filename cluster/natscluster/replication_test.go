@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-knocker/knocker/cluster"
 	"github.com/caddy-knocker/knocker/store"
@@ -148,11 +152,14 @@ func TestForgedRecordAdmitsNobody(t *testing.T) {
 		}
 	}
 	// A genuine grant after the forged ones is applied: the forged records
-	// were delivered and dropped before it.
+	// were delivered and dropped before it. (a stores its own grant
+	// before its consumer need have delivered anything: a's count is
+	// waited for.)
 	if _, err := a.knock("203.0.113.6/32", 600); err != nil {
 		t.Fatal(err)
 	}
 	b.waitFor("the genuine grant", propagation, allowed("203.0.113.6"))
+	a.waitFor("the forged records", propagation, func(*store.Store) bool { return a.forged.Load() >= 2 })
 	for _, n := range []*node{a, b} {
 		if n.st.Allowed(p.Addr(), time.Now().Unix()) || n.st.Allowed(q.Addr(), time.Now().Unix()) {
 			t.Errorf("%s admits a forged record's address", n.name)
@@ -410,5 +417,210 @@ func knockMany(t testing.TB, x *node, n int) {
 	wg.Wait()
 	if failed != nil {
 		t.Fatal(failed)
+	}
+}
+
+// A bucket made again (the engine lost its store) numbers its changes from
+// 1 again: a node must forget the revisions of the bucket it followed
+// before, or it ignores every change there to a key it knew at a higher
+// revision (a revocation among them) and, after its next reconnect,
+// resumes after the old bucket's last revision, missing everything before.
+func TestRecreatedBucketStartsOver(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	b := newNode(t, "b", e.url())
+	a.waitSynced()
+	b.waitSynced()
+	const knocks = 100
+	for i := range knocks { // many revisions of one key
+		if _, err := a.knock("192.0.2.90/32", int64(600+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waitFor("the last re-knock", propagation, func(s *store.Store) bool {
+		m, ok := s.Match(netip.MustParseAddr("192.0.2.90"), time.Now().Unix())
+		return ok && m.Expires >= time.Now().Unix()+600+knocks-1-5
+	})
+	e.stop()
+	if err := os.RemoveAll(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	// Both publish what they hold into the new bucket (they join it).
+	for _, n := range []*node{a, b} {
+		n.waitFor("following the new bucket", propagation, func(*store.Store) bool {
+			st := n.r.State()
+			return n.r.Ready() == nil && st.Unpublished == 0 && st.Revision > 0 && st.Revision < knocks
+		})
+	}
+	if _, err := a.r.Revoke(netip.MustParsePrefix("192.0.2.90/32")); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a revocation in the new bucket", propagation, denied("192.0.2.90"))
+	if _, err := a.knock("192.0.2.91/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a grant in the new bucket", propagation, allowed("192.0.2.91"))
+	// b resumes after its revision in the new bucket.
+	e.stop()
+	e.start()
+	a.waitFor("reconnecting", propagation, func(*store.Store) bool { return a.r.Ready() == nil })
+	if _, err := a.knock("192.0.2.92/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a grant after resuming in the new bucket", propagation, allowed("192.0.2.92"))
+}
+
+// Records a node could not publish while the engine was down survive its
+// restart (they are journaled beside the whitelist): a revocation answered
+// then is published once the engine is back, and the catch-up does not
+// bring the revoked grant back meanwhile; a when_down local grant is
+// published and not removed as one the bucket lacks.
+func TestUnpublishedRecordsSurviveRestart(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	b := &node{t: t, name: "b", url: e.url(), path: filepath.Join(t.TempDir(), "whitelist.json"), bans: make(chan netip.Addr, 16), whenDown: cluster.Local}
+	b.start()
+	t.Cleanup(b.stop)
+	c := newNode(t, "c", e.url())
+	for _, n := range []*node{a, b, c} {
+		n.waitSynced()
+	}
+	const revoked, local = "192.0.2.100", "192.0.2.101"
+	if _, err := a.knock(revoked+"/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the grant", propagation, allowed(revoked))
+	b.waitFor("the grant", propagation, allowed(revoked))
+
+	e.stop()
+	for _, n := range []*node{a, b} {
+		n.waitFor("noticing the outage", propagation, func(*store.Store) bool { return !n.r.State().Connected })
+	}
+	if removed, err := a.r.Revoke(netip.MustParsePrefix(revoked + "/32")); err != nil || len(removed) != 1 {
+		t.Fatalf("revoking with the engine down: %v %v", removed, err)
+	}
+	if _, err := b.knock(local+"/32", 600); err != nil {
+		t.Fatalf("knock with when_down local and the engine down: %v", err)
+	}
+	// Both restart before the engine is back.
+	for _, n := range []*node{a, b} {
+		n.stop()
+		n.start()
+		if got := n.r.State().Unpublished; got != 1 {
+			t.Errorf("%s after its restart: %d records unpublished, want 1", n.name, got)
+		}
+	}
+	a.takeEvents()
+	e.start()
+	for _, n := range []*node{a, b, c} {
+		n.waitFor("the revocation", propagation, denied(revoked))
+		n.waitFor("the when_down local grant", propagation, allowed(local))
+	}
+	for _, n := range []*node{a, b} {
+		n.waitFor("publishing", propagation, func(*store.Store) bool { return n.r.Ready() == nil && n.r.State().Unpublished == 0 })
+	}
+	for _, ev := range a.takeEvents() {
+		if ev.Kind != store.Removed && ev.Entry.Prefix == netip.MustParsePrefix(revoked+"/32") {
+			t.Errorf("a admitted %s again while catching up: %+v", revoked, ev)
+		}
+	}
+	// Nothing waits any more: the journals go.
+	deadline := time.Now().Add(propagation)
+	for _, n := range []*node{a, b} {
+		for {
+			_, err := os.Stat(n.path + ".cluster-pending")
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's journal of unpublished records still there with nothing to publish: %v", n.name, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// A reload runs the new config's replicator beside the old one's for a
+// moment, on the same store: they share the unpublished records, so that
+// what the old one could not publish (even a record it made after the new
+// one started) the new one publishes.
+func TestReloadKeepsUnpublishedRecords(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	c := newNode(t, "c", e.url())
+	a.waitSynced()
+	c.waitSynced()
+	const x, y = "192.0.2.110", "192.0.2.111"
+	for _, ip := range []string{x, y} {
+		if _, err := a.knock(ip+"/32", 600); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFor("the grant", propagation, allowed(ip))
+	}
+	e.stop()
+	a.waitFor("noticing the outage", propagation, func(*store.Store) bool { return !a.r.State().Connected })
+	if _, err := a.r.Revoke(netip.MustParsePrefix(x + "/32")); err != nil {
+		t.Fatal(err)
+	}
+	// The new config's replicator starts on a's store.
+	mod := &NATS{Config: cluster.Config{Secret: testSecret, Node: "a"}, URLs: []string{e.url()}}
+	if err := mod.Provision(caddy.Context{Context: context.Background()}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := cluster.New(cluster.Options{Config: mod.ClusterConfig(), Driver: mod, MaxTTL: 86400,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("a-next")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Start(a.st, a.path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Stop() })
+	// The old one still serves a revocation, then stops.
+	if _, err := a.r.Revoke(netip.MustParsePrefix(y + "/32")); err != nil {
+		t.Fatal(err)
+	}
+	a.r.Stop()
+	if got := next.State().Unpublished; got != 2 {
+		t.Errorf("the new config's replicator has %d records to publish, want the old one's 2", got)
+	}
+	e.start()
+	for _, ip := range []string{x, y} {
+		c.waitFor("a revocation made before and during the reload", propagation, denied(ip))
+	}
+}
+
+// A grant this node makes once the engine is back replaces its record of
+// the key still waiting to be published (here a revocation made during
+// the outage): the older record must not be published after it, or the
+// bucket's last word on the key is the stale one (live nodes ignore it as
+// older; a node catching up later applies it).
+func TestGrantReplacesUnpublishedRecordOfItsKey(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	a.waitSynced()
+	const k = "192.0.2.120"
+	if _, err := a.knock(k+"/32", 600); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+	a.waitFor("noticing the outage", propagation, func(*store.Store) bool { return !a.r.State().Connected })
+	if _, err := a.r.Revoke(netip.MustParsePrefix(k + "/32")); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	a.waitFor("reconnecting", propagation, func(*store.Store) bool { return a.r.Ready() == nil })
+	if _, err := a.knock(k+"/32", 900); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor("publishing", propagation, func(*store.Store) bool { return a.r.State().Unpublished == 0 })
+	d := newNode(t, "d", e.url())
+	d.waitSynced()
+	if !d.st.Allowed(netip.MustParseAddr(k), time.Now().Unix()) {
+		t.Error("a node reading the bucket denies the re-knocked grant: the revocation made before it was published after it")
+	}
+	if !a.st.Allowed(netip.MustParseAddr(k), time.Now().Unix()) {
+		t.Error("a denies its own re-knock")
 	}
 }

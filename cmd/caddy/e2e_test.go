@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,18 +32,41 @@ var (
 )
 
 // caddyBinary returns the binary under test: KNOCKER_E2E_CADDY (the test
-// command passes the xcaddy build) or cmd/caddy built now.
+// command passes the xcaddy build) or cmd/caddy, built once per test
+// binary (see buildOnce).
 func caddyBinary(t *testing.T) string {
 	t.Helper()
 	if bin := os.Getenv("KNOCKER_E2E_CADDY"); bin != "" {
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	return caddyBuild.get(t, "caddy", ".")
+}
+
+var caddyBuild buildOnce
+
+// buildOnce builds one binary the first time a test asks for it, into
+// buildDir (made by TestMain, removed when the tests end): the tests that
+// start processes share it instead of linking it again each.
+type buildOnce struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// get builds package pkg as buildDir/name on its first call and returns its
+// path, failing the test if the build failed (then and on every later call).
+func (b *buildOnce) get(t *testing.T, name, pkg string) string {
+	t.Helper()
+	b.once.Do(func() {
+		b.bin = filepath.Join(buildDir, name)
+		if out, err := exec.Command("go", "build", "-o", b.bin, pkg).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build -o %s %s: %v\n%s", b.bin, pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return bin
+	return b.bin
 }
 
 type caddyProcess struct {

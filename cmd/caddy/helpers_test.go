@@ -28,10 +28,19 @@ var ports struct {
 	reloadKnock, reloadGate  int
 	rotationAdmin            int
 	rotationKnock            int
+	clusterNATS              int                 // the cluster tests' nats-server
+	clusterNodes             [4]clusterNodePorts // their Caddy nodes a, b, c, d
 }
 
+// clusterNodePorts are one cluster test node's ports.
+type clusterNodePorts struct{ admin, knock, gate int }
+
+// buildDir holds the binaries the tests build (caddyBinary,
+// natsServerBinary), once per test binary.
+var buildDir string
+
 func TestMain(m *testing.M) {
-	p, err := testports.Ports(11)
+	p, err := testports.Ports(11 + 1 + 3*len(ports.clusterNodes))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -40,9 +49,19 @@ func TestMain(m *testing.M) {
 	ports.crashKnock, ports.crashGate = p[4], p[5]
 	ports.reloadAdminPort, ports.reloadKnock, ports.reloadGate = p[6], p[7], p[8]
 	ports.rotationAdmin, ports.rotationKnock = p[9], p[10]
+	ports.clusterNATS = p[11]
+	for i := range ports.clusterNodes {
+		ports.clusterNodes[i] = clusterNodePorts{admin: p[12+3*i], knock: p[13+3*i], gate: p[14+3*i]}
+	}
 	baseURL = fmt.Sprintf("http://localhost:%d", ports.quickstart)
 	privateURL = fmt.Sprintf("http://localhost:%d", ports.quickstartPv)
-	os.Exit(m.Run())
+	if buildDir, err = os.MkdirTemp("", "knocker-cmd-caddy-test-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(buildDir)
+	os.Exit(code)
 }
 
 // siteURL is the URL of a test site on port of 127.0.0.1.
