@@ -589,7 +589,7 @@ func TestClusterPropagation(t *testing.T) {
 // every knock a answered 200 before a answered: b and c must admit each,
 // and a, restarted, catches up and admits every one of every round.
 func TestClusterKillAnsweringNode(t *testing.T) {
-	rounds, knockers := 5, 8
+	rounds, knockers := 20, 8 // the figure: 20 node kills
 	if raceEnabled {
 		rounds = 3
 	}
@@ -685,7 +685,7 @@ func TestClusterKillAnsweringNode(t *testing.T) {
 // engine is down the gates keep serving what they hold, knocks get 503
 // (when_down refuse) and /ready is 503.
 func TestClusterEngineKill(t *testing.T) {
-	rounds, knockers := 3, 8
+	rounds, knockers := 5, 8 // and 5 engine kills
 	if raceEnabled {
 		rounds = 2
 	}
