@@ -371,7 +371,7 @@ func (a *applier) reconcile(s *snapshot, joined bool) error {
 	if err != nil {
 		return err
 	}
-	var migrated int
+	var migrate []deferred
 	for _, g := range grants {
 		k := GrantKey(g.Prefix, g.Scopes)
 		if s.seen[k] || s.touched[k] || r.isPending(k) {
@@ -386,16 +386,16 @@ func (a *applier) reconcile(s *snapshot, joined bool) error {
 		if g.Client.IsValid() {
 			rec.Client = g.Client.String()
 		}
-		r.enqueue(k, rec, seal(r.cfg.Secret, k, rec), publishIfAbsent)
-		migrated++
+		migrate = append(migrate, deferred{k, rec, seal(r.cfg.Secret, k, rec)})
 	}
+	r.enqueueAll(migrate, publishIfAbsent)
 	removed := len(a.queue)
 	a.flush()
 	if removed > 0 {
 		r.log.Info("removed local grants the cluster no longer holds", zap.Int("entries", removed))
 	}
-	if migrated > 0 {
-		r.log.Info("this whitelist joins the cluster: publishing its grants", zap.Int("entries", migrated))
+	if len(migrate) > 0 {
+		r.log.Info("this whitelist joins the cluster: publishing its grants", zap.Int("entries", len(migrate)))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -67,10 +68,28 @@ func pendingSetOf(whitelistPath string) *pendingSet {
 }
 
 func (r *Replicator) enqueue(key string, rec *Record, value []byte, mode string) {
-	p := &pendingRecord{Value: value, Expires: rec.Expires, Time: rec.Time, Mode: mode}
+	r.enqueueAll([]deferred{{key, rec, value}}, mode)
+}
+
+type deferred struct {
+	key   string
+	rec   *Record
+	value []byte
+}
+
+// enqueueAll enqueues records, writing the file once (before it returns:
+// a revocation survives a crash right after its answer).
+func (r *Replicator) enqueueAll(ds []deferred, mode string) {
+	if len(ds) == 0 {
+		return
+	}
+	save := false
 	r.ps.mu.Lock()
-	r.ps.m[key] = p
-	if durable(key) {
+	for _, d := range ds {
+		r.ps.m[d.key] = &pendingRecord{Value: d.value, Expires: d.rec.Expires, Time: d.rec.Time, Mode: mode}
+		save = save || durable(d.key)
+	}
+	if save {
 		r.savePendingLocked()
 	}
 	r.ps.mu.Unlock()
@@ -125,43 +144,83 @@ func (r *Replicator) publishPending() {
 		keys = append(keys, k)
 	}
 	r.ps.mu.Unlock()
-	for _, k := range keys {
-		r.ps.mu.Lock()
-		p := r.ps.m[k]
-		r.ps.mu.Unlock()
-		if p == nil {
-			continue
-		}
-		if p.Expires+int64(Skew/time.Second) < r.now().Unix() {
-			r.drop(k, p) // it ended before the engine came back
-			continue
-		}
-		if !r.drv.Status().Connected {
-			return
-		}
-		rev, err := r.publishDeferred(k, p)
-		if errors.Is(err, ErrConflict) {
-			r.log.Info("a later change of the key in the cluster won over this node's deferred record", zap.String("bucket_key", k))
-			r.drop(k, p)
-			continue
-		}
-		if err != nil {
-			r.log.Debug("publishing to the cluster failed; retrying", zap.String("bucket_key", k), zap.Error(err))
-			if p.Mode == publishNow && durable(k) {
-				// Not taken now: by the time it is, a peer may have
-				// changed the key.
-				r.ps.mu.Lock()
-				p.Mode = publishIfNewer
-				r.savePendingLocked()
-				r.ps.mu.Unlock()
+	// Several at once: a joining whitelist may hold many thousands, and
+	// each waits for the engine. The first failure ends the pass.
+	var (
+		wg      sync.WaitGroup
+		failed  atomic.Bool
+		dropped atomic.Bool
+		next    = make(chan string)
+	)
+	for range min(publishers, len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				if r.publishOne(k) {
+					dropped.Store(true)
+				} else {
+					failed.Store(true)
+				}
 			}
-			return
-		}
-		r.drop(k, p)
-		if rec, err := open(r.cfg.Secret, k, p.Value); err == nil {
-			r.send(&item{kind: itemMark, key: k, rev: rev, rec: rec})
-		}
+		}()
 	}
+	for _, k := range keys {
+		if failed.Load() || !r.drv.Status().Connected {
+			break
+		}
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	if dropped.Load() {
+		// Once per pass, not per record: a record published but still in
+		// the file after a crash is published again, which changes nothing.
+		r.ps.mu.Lock()
+		r.savePendingLocked()
+		r.ps.mu.Unlock()
+	}
+}
+
+// publishers bounds the records published at once.
+const publishers = 16
+
+// publishOne publishes k's record, or drops it when it ended or lost to a
+// later change; false when it must wait for the next pass.
+func (r *Replicator) publishOne(k string) bool {
+	r.ps.mu.Lock()
+	p := r.ps.m[k]
+	r.ps.mu.Unlock()
+	if p == nil {
+		return true
+	}
+	if p.Expires+int64(Skew/time.Second) < r.now().Unix() {
+		r.drop(k, p) // it ended before the engine came back
+		return true
+	}
+	rev, err := r.publishDeferred(k, p)
+	if errors.Is(err, ErrConflict) {
+		r.log.Info("a later change of the key in the cluster won over this node's deferred record", zap.String("bucket_key", k))
+		r.drop(k, p)
+		return true
+	}
+	if err != nil {
+		r.log.Debug("publishing to the cluster failed; retrying", zap.String("bucket_key", k), zap.Error(err))
+		r.ps.mu.Lock()
+		if p.Mode == publishNow && durable(k) {
+			// Not taken now: by the time it is, a peer may have changed
+			// the key.
+			p.Mode = publishIfNewer
+			r.savePendingLocked()
+		}
+		r.ps.mu.Unlock()
+		return false
+	}
+	r.drop(k, p)
+	if rec, err := open(r.cfg.Secret, k, p.Value); err == nil {
+		r.send(&item{kind: itemMark, key: k, rev: rev, rec: rec})
+	}
+	return true
 }
 
 // publishDeferred publishes p as described above: ErrConflict when the
@@ -197,14 +256,12 @@ func (r *Replicator) publishDeferred(k string, p *pendingRecord) (uint64, error)
 	return 0, ErrConflict
 }
 
-// drop forgets p unless a newer record of k replaced it meanwhile.
+// drop forgets p unless a newer record of k replaced it meanwhile; the
+// file follows at the end of the pass.
 func (r *Replicator) drop(k string, p *pendingRecord) {
 	r.ps.mu.Lock()
 	if r.ps.m[k] == p {
 		delete(r.ps.m, k)
-		if durable(k) {
-			r.savePendingLocked()
-		}
 	}
 	r.ps.mu.Unlock()
 }

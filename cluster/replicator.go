@@ -338,12 +338,14 @@ func (r *Replicator) removeEverywhere(entries []store.Entry, reason string) {
 	if !r.drv.Status().Connected {
 		mode = publishIfNewer
 	}
+	ds := make([]deferred, 0, len(entries))
 	for _, e := range entries {
 		rec := &Record{Op: OpRemove, Entry: store.FormatPrefix(e.Prefix), Scopes: e.Scopes, Expires: e.Expires,
 			Reason: reason, Node: r.cfg.Node, Time: r.nowMilli()}
 		key := GrantKey(e.Prefix, e.Scopes)
-		r.enqueue(key, rec, seal(r.cfg.Secret, key, rec), mode)
+		ds = append(ds, deferred{key, rec, seal(r.cfg.Secret, key, rec)})
 	}
+	r.enqueueAll(ds, mode)
 }
 
 // Ban tells every node that actor (a rate-limit key: an address, or an

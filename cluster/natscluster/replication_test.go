@@ -624,3 +624,33 @@ func TestGrantReplacesUnpublishedRecordOfItsKey(t *testing.T) {
 		t.Error("a denies its own re-knock")
 	}
 }
+
+// A whitelist with many grants joins: its catch-up ends at once (the
+// records wait in one write of the pending file, not one each) and its
+// grants reach the others.
+func TestJoiningWithManyGrants(t *testing.T) {
+	e := startEngine(t)
+	a := newNode(t, "a", e.url())
+	a.waitSynced()
+	path := filepath.Join(t.TempDir(), "whitelist.json")
+	st, err := store.Open(store.Options{Path: path, MaxEntries: 100000, CleanupInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	changes := make([]store.Change, n)
+	for i := range changes {
+		changes[i] = store.Change{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 7, byte(i >> 8), byte(i)}), 32),
+			Expires: time.Now().Unix() + 3600, Options: store.GrantOptions{Owner: "phone"}}
+	}
+	if err := st.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	b := &node{t: t, name: "b", url: e.url(), path: path, bans: make(chan netip.Addr, 1)}
+	b.start()
+	t.Cleanup(b.stop)
+	b.waitSynced()
+	a.waitFor("b's grants", 6*propagation, func(s *store.Store) bool { return s.Len() == n })
+	b.waitFor("publishing", propagation, func(*store.Store) bool { return b.r.State().Unpublished == 0 })
+}
