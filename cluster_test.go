@@ -4,40 +4,23 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-knocker/knocker/cluster"
 	"github.com/caddy-knocker/knocker/cluster/natscluster"
 	"github.com/caddy-knocker/knocker/internal/knockapi"
+	"github.com/caddy-knocker/knocker/internal/testnats"
 	"github.com/caddy-knocker/knocker/store"
 )
 
 const clusterSecret = "root-package-cluster-secret-0123456789"
-
-// startNATS runs an in-process nats-server with JetStream on loopback.
-func startNATS(t *testing.T) (*server.Server, string) {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s, "nats://127.0.0.1:" + strconv.Itoa(s.Addr().(*net.TCPAddr).Port)
-}
 
 // peerNode is another cluster node without Caddy: a store and its
 // replicator.
@@ -102,7 +85,8 @@ func TestClusterModeThroughCaddy(t *testing.T) {
 	// for each run.
 	subnet := rand.IntN(256)
 	ip := func(host int) string { return fmt.Sprintf("198.18.%d.%d", subnet, host) }
-	ns, url := startNATS(t)
+	ns := testnats.Start(t, testnats.Options(t))
+	url := testnats.URL(ns)
 	peer := startPeer(t, url)
 	dir := t.TempDir()
 	h := startCaddyIn(t, dir, clusterBlock(url), defaultSite)

@@ -2,17 +2,15 @@ package firewalld
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-knocker/knocker/cluster"
 	"github.com/caddy-knocker/knocker/cluster/natscluster"
+	"github.com/caddy-knocker/knocker/internal/testnats"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -22,17 +20,7 @@ import (
 // A closes it on B.
 func TestClusterGrantsOpenPorts(t *testing.T) {
 	useZones(t, "dmz")
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	url := "nats://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
+	url := testnats.URL(testnats.Start(t, testnats.Options(t)))
 
 	join := func(name string, src *testSource) *cluster.Replicator {
 		mod := &natscluster.NATS{Config: cluster.Config{Secret: "firewalld-cluster-test-secret-0123456789", Node: name}, URLs: []string{url}}

@@ -2,7 +2,6 @@ package natscluster
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-knocker/knocker/cluster"
+	"github.com/caddy-knocker/knocker/internal/testnats"
 )
 
 // TestExampleServerConfig runs nats-server with examples/nats-server.conf
@@ -52,16 +52,7 @@ func TestExampleServerConfig(t *testing.T) {
 		t.Error("examples/nats-server.conf does not set sync_interval: always")
 	}
 	opts.NoSigs, opts.NoLog = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	defer s.Shutdown()
-	url := "nats://127.0.0.1:" + strconv.Itoa(s.Addr().(*net.TCPAddr).Port)
+	url := testnats.URL(testnats.Start(t, opts))
 
 	var nodes []*node
 	for _, name := range []string{"a", "b"} {

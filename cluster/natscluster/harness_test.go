@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-knocker/knocker/cluster"
+	"github.com/caddy-knocker/knocker/internal/testnats"
 	"github.com/caddy-knocker/knocker/store"
 )
 
@@ -43,18 +44,10 @@ func startEngine(t testing.TB) *engine {
 
 func (e *engine) start() {
 	e.t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: e.port, JetStream: true, StoreDir: e.dir,
-		SyncAlways: syncAlways, NoSigs: true, NoLog: true}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		e.t.Fatal("nats-server did not start")
-	}
-	e.srv = s
-	e.port = s.Addr().(*net.TCPAddr).Port
+	opts := testnats.Options(e.t)
+	opts.Port, opts.StoreDir, opts.SyncAlways = e.port, e.dir, syncAlways
+	e.srv = testnats.Start(e.t, opts)
+	e.port = testnats.Port(e.srv)
 }
 
 func (e *engine) stop() {
